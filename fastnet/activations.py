@@ -1,0 +1,78 @@
+"""Activations: each one's function and derivative side by side.
+
+The per-element mathematics is written once, as plain Python, and compiled
+for every target by the backends (``njit(inline="always")`` for the CPU,
+``cuda.jit(device=True)`` for the GPU). Activations are small integer ids so
+that one compiled kernel serves every network.
+
+Constants are float32 scalars: in a float32 kernel they keep the arithmetic
+in float32 (a Python float literal would promote it to float64), and in a
+float64 kernel they promote exactly, since 0, 0.5, 1 are representable.
+"""
+import math
+
+import numpy as np
+
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, SOFTMAX = range(8)
+
+#: name -> id; softmax is only valid on the output layer (it is not elementwise).
+ACTIVATIONS = {
+    "identity": IDENTITY,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "elu": ELU,
+    "softplus": SOFTPLUS,
+    "softmax": SOFTMAX,
+}
+ALIASES = {"linear": "identity", "logistic": "sigmoid"}
+HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "softmax")
+
+ZERO = np.float32(0.0)
+ONE = np.float32(1.0)
+LEAKY_SLOPE = np.float32(0.01)  # PyTorch's default negative_slope
+ELU_ALPHA = ONE                 # PyTorch's default alpha
+
+
+def activate(z, kind):
+    """f(z) for one element."""
+    if kind == SIGMOID:
+        # Two branches so that exp never overflows.
+        if z >= ZERO:
+            return ONE / (ONE + math.exp(-z))
+        e = math.exp(z)
+        return e / (ONE + e)
+    if kind == TANH:
+        return math.tanh(z)
+    if kind == RELU:
+        return z if z > ZERO else ZERO
+    if kind == LEAKY_RELU:
+        return z if z > ZERO else z * LEAKY_SLOPE
+    if kind == ELU:
+        return z if z > ZERO else ELU_ALPHA * math.expm1(z)
+    if kind == SOFTPLUS:
+        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), stable for any z.
+        return (z if z > ZERO else ZERO) + math.log1p(math.exp(-abs(z)))
+    return z
+
+
+def derivative(z, a, kind):
+    """f'(z) for one element, given z and a = f(z) (whichever is cheaper)."""
+    if kind == SIGMOID:
+        return a * (ONE - a)
+    if kind == TANH:
+        return ONE - a * a
+    if kind == RELU:
+        return ONE if z > ZERO else ZERO
+    if kind == LEAKY_RELU:
+        return ONE if z > ZERO else LEAKY_SLOPE
+    if kind == ELU:
+        return ONE if z > ZERO else a + ELU_ALPHA
+    if kind == SOFTPLUS:
+        # softplus' = sigmoid(z)
+        if z >= ZERO:
+            return ONE / (ONE + math.exp(-z))
+        e = math.exp(z)
+        return e / (ONE + e)
+    return ONE

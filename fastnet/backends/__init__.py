@@ -1,0 +1,1 @@
+"""Compiled backends. ``cpu`` holds Numba CPU kernels; ``cuda`` the GPU ones."""

@@ -1,0 +1,408 @@
+"""Numba CPU kernels. Compiled code only: no Python objects, no validation.
+
+Layout contract (shared with the CUDA backend): a network with layer sizes
+``sizes`` (input first) stores, for each layer l, ``W_l`` (sizes[l] x
+sizes[l+1], C order) then ``b_l`` in one flat vector. Per-unit work buffers
+(pre-activations Z, activations A, deltas D) are flat too: layer l's block
+for ``rows`` samples is a C-contiguous (rows x sizes[l+1]) slice starting at
+``rows * sum(sizes[1:l+1])``.
+"""
+import numpy as np
+from numba import njit, prange
+
+from fastnet.losses import BCE, CROSS_ENTROPY
+from fastnet.backends._maths import compile_for
+
+_maths = compile_for(njit(inline="always"))
+activate = _maths.activate
+derivative = _maths.derivative
+denominator = _maths.denominator
+output_activate = _maths.output_activate
+row_loss = _maths.row_loss
+row_delta = _maths.row_delta
+
+# No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
+FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+kernel = njit(cache=True, fastmath=FASTMATH, nogil=True)
+inline = njit(inline="always", fastmath=FASTMATH)
+
+#: Products with at least this many multiply-adds go to BLAS; below it the
+#: call overhead costs more than explicit loops (measured by comparisons.speed).
+BLAS_MIN_WORK = 32 * 32 * 32
+
+SGD, RMSPROP, ADAM = range(3)
+#: indices into the optimiser's ``hyper`` vector
+(H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_WEIGHT_DECAY,
+ H_DECOUPLED, H_CLIP_NORM, H_CLIP_VALUE, H_ALPHA, N_HYPER) = range(11)
+
+
+# ----------------------------------------------------------------- layout
+@inline
+def layer_params(params, sizes, l):
+    """(W, b) views of layer l inside a flat parameter-shaped vector."""
+    offset = 0
+    for k in range(l):
+        offset += sizes[k] * sizes[k + 1] + sizes[k + 1]
+    n_in, n_out = sizes[l], sizes[l + 1]
+    W = params[offset:offset + n_in * n_out].reshape((n_in, n_out))
+    b = params[offset + n_in * n_out:offset + n_in * n_out + n_out]
+    return W, b
+
+
+@inline
+def layer_block(buffer, sizes, l, rows):
+    """Layer l's (rows x sizes[l+1]) block inside a flat per-unit buffer."""
+    offset = 0
+    for k in range(1, l + 1):
+        offset += sizes[k]
+    start = rows * offset
+    return buffer[start:start + rows * sizes[l + 1]].reshape((rows, sizes[l + 1]))
+
+
+@inline
+def matrix_rows(buffer, rows, width):
+    return buffer[:rows * width].reshape((rows, width))
+
+
+# ----------------------------------------------------------- products
+@inline
+def gemm_nn(A, B, out):
+    """out = A @ B."""
+    m, k = A.shape
+    n = B.shape[1]
+    if m * k * n >= BLAS_MIN_WORK:
+        np.dot(A, B, out)
+        return
+    for i in range(m):
+        for j in range(n):
+            out[i, j] = 0
+        for p in range(k):
+            a = A[i, p]
+            for j in range(n):
+                out[i, j] += a * B[p, j]
+
+
+@inline
+def gemm_tn(A, B, out):
+    """out = A.T @ B."""
+    m, k = A.shape
+    n = B.shape[1]
+    if m * k * n >= BLAS_MIN_WORK:
+        np.dot(A.T, B, out)
+        return
+    out[:] = 0
+    for i in range(m):
+        for p in range(k):
+            a = A[i, p]
+            for j in range(n):
+                out[p, j] += a * B[i, j]
+
+
+@inline
+def gemm_nt(A, B, out):
+    """out = A @ B.T."""
+    m, k = A.shape
+    n = B.shape[0]
+    if m * k * n >= BLAS_MIN_WORK:
+        np.dot(A, B.T, out)
+        return
+    for i in range(m):
+        for j in range(n):
+            total = A[i, 0] * B[j, 0]
+            for p in range(1, k):
+                total += A[i, p] * B[j, p]
+            out[i, j] = total
+
+
+# ------------------------------------------------------------ dropout
+@inline
+def splitmix64(x):
+    """SplitMix64 finaliser (Steele, Lea & Flood 2014): a counter-based hash."""
+    x = (x + np.uint64(0x9E3779B97F4A7C15))
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@inline
+def dropout_keeps(seed, step, layer, index, rate):
+    """Whether unit ``index`` of ``layer`` survives dropout at ``step``.
+
+    Stateless: the same (seed, step, layer, index) always gives the same
+    answer, so runs resume bit for bit and the GPU can draw the same masks.
+    """
+    key = splitmix64(np.uint64(seed) ^ splitmix64(np.uint64(step) * np.uint64(64)
+                                                  + np.uint64(layer)))
+    u = splitmix64(key + np.uint64(index)) >> np.uint64(40)  # 24 random bits
+    return u * (1.0 / 16777216.0) >= rate
+
+
+# ------------------------------------------------------ forward / backward
+@kernel
+def forward_rows(params, sizes, acts, X, Z, A, rows, dropout, seed, step):
+    """Forward pass of ``rows`` samples; fills Z and A. dropout[l] per hidden layer."""
+    n_layers = sizes.size - 1
+    A_in = X
+    for l in range(n_layers):
+        W, b = layer_params(params, sizes, l)
+        Zl = layer_block(Z, sizes, l, rows)
+        Al = layer_block(A, sizes, l, rows)
+        gemm_nn(A_in, W, Zl)
+        kind = acts[l]
+        for i in range(rows):
+            for j in range(Zl.shape[1]):
+                Zl[i, j] += b[j]
+            output_activate(Zl[i], Al[i], kind)
+        if l < n_layers - 1 and dropout[l] > 0:
+            apply_dropout(Al, seed, step, l, dropout[l])
+        A_in = Al
+
+
+@inline
+def apply_dropout(Al, seed, step, layer, rate):
+    """Inverted dropout: zero a unit with probability ``rate``, scale the rest."""
+    scale = Al.dtype.type(1.0 / (1.0 - rate))
+    width = Al.shape[1]
+    for i in range(Al.shape[0]):
+        for j in range(width):
+            if dropout_keeps(seed, step, layer, i * width + j, rate):
+                Al[i, j] *= scale
+            else:
+                Al[i, j] = 0
+
+
+@kernel
+def loss_rows(sizes, acts, loss, Y, Z, A, rows):
+    """Summed loss of the ``rows`` samples whose output is in Z and A."""
+    last = sizes.size - 2
+    Zl = layer_block(Z, sizes, last, rows)
+    Al = layer_block(A, sizes, last, rows)
+    total = 0.0
+    for i in range(rows):
+        total += row_loss(Zl[i], Al[i], Y[i], loss)
+    return total
+
+
+@kernel
+def backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows, scale,
+                  dropout, seed, step):
+    """Backward pass: grad = scale * dL/dparams for the rows forwarded into Z, A."""
+    n_layers = sizes.size - 1
+    last = n_layers - 1
+    Dl = layer_block(D, sizes, last, rows)
+    Zl = layer_block(Z, sizes, last, rows)
+    Al = layer_block(A, sizes, last, rows)
+    for i in range(rows):
+        row_delta(Zl[i], Al[i], Y[i], loss, acts[last], scale, Dl[i])
+    for l in range(last, -1, -1):
+        W, b = layer_params(params, sizes, l)
+        gW, gb = layer_params(grad, sizes, l)
+        A_in = X if l == 0 else layer_block(A, sizes, l - 1, rows)
+        gemm_tn(A_in, Dl, gW)
+        gb[:] = 0
+        for i in range(rows):
+            for j in range(gb.size):
+                gb[j] += Dl[i, j]
+        if l > 0:
+            D_in = layer_block(D, sizes, l - 1, rows)
+            gemm_nt(Dl, W, D_in)
+            hidden_delta(D_in, layer_block(Z, sizes, l - 1, rows), A_in, acts[l - 1],
+                         dropout[l - 1], seed, step, l - 1)
+            Dl = D_in
+
+
+@inline
+def hidden_delta(D, Z, A, kind, rate, seed, step, layer):
+    """D *= f'(Z), through the dropout mask when the layer has one.
+
+    A holds the dropped-and-scaled activations; a kept unit's true
+    activation is A / scale, a dropped unit passes no gradient.
+    """
+    width = D.shape[1]
+    if rate > 0:
+        scale = D.dtype.type(1.0 / (1.0 - rate))
+        for i in range(D.shape[0]):
+            for j in range(width):
+                if dropout_keeps(seed, step, layer, i * width + j, rate):
+                    D[i, j] *= scale * derivative(Z[i, j], A[i, j] / scale, kind)
+                else:
+                    D[i, j] = 0
+    else:
+        for i in range(D.shape[0]):
+            for j in range(width):
+                D[i, j] *= derivative(Z[i, j], A[i, j], kind)
+
+
+# ------------------------------------------------------------- optimiser
+@kernel
+def optimizer_step(params, grad, m, v, t, kind, hyper, lr):
+    """One fused update of ``params`` in place (PyTorch's update rules).
+
+    Clipping by global norm (coefficient max_norm / (norm + 1e-6), as
+    torch.nn.utils.clip_grad_norm_), then by value, then L2 weight decay
+    (added to the gradient) or decoupled decay (AdamW), then the step.
+    """
+    one = params.dtype.type(1.0)
+    clip_norm = hyper[H_CLIP_NORM]
+    coef = one
+    if clip_norm > 0:
+        squares = 0.0
+        for i in range(grad.size):
+            squares += grad[i] * grad[i]
+        coef = params.dtype.type(min(clip_norm / (np.sqrt(squares) + 1e-6), 1.0))
+    clip_value = hyper[H_CLIP_VALUE]
+    momentum, nesterov = hyper[H_MOMENTUM], hyper[H_NESTEROV] > 0
+    beta1, beta2, eps, alpha = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS], hyper[H_ALPHA]
+    decay, decoupled = hyper[H_WEIGHT_DECAY], hyper[H_DECOUPLED] > 0
+    step_size = lr
+    sqrt_bias2 = one
+    if kind == ADAM:
+        step_size = params.dtype.type(lr / (1.0 - beta1 ** t))
+        sqrt_bias2 = params.dtype.type(np.sqrt(1.0 - beta2 ** t))
+    for i in range(params.size):
+        g = grad[i] * coef
+        if clip_value > 0:
+            g = min(max(g, -clip_value), clip_value)
+        p = params[i]
+        if decoupled:
+            p = p * (one - lr * decay)
+        else:
+            g = g + decay * p
+        if kind == SGD:
+            if momentum > 0:
+                m[i] = momentum * m[i] + g
+                g = g + momentum * m[i] if nesterov else m[i]
+            p = p - lr * g
+        elif kind == RMSPROP:
+            v[i] = alpha * v[i] + (one - alpha) * g * g
+            p = p - lr * g / (np.sqrt(v[i]) + eps)
+        else:
+            m[i] = beta1 * m[i] + (one - beta1) * g
+            v[i] = beta2 * v[i] + (one - beta2) * g * g
+            p = p - step_size * m[i] / (np.sqrt(v[i]) / sqrt_bias2 + eps)
+        params[i] = p
+
+
+# --------------------------------------------------------------- drivers
+@kernel
+def train_epoch(params, grad, m, v, t, kind, hyper, lr, X, Y, order, batch_size,
+                sizes, acts, loss, dropout, seed, Xb, Yb, Z, A, D):
+    """One epoch of mini-batch training in one call.
+
+    Gathers each batch (rows ``order[start:start+batch_size]``) into Xb, Yb,
+    runs forward, backward and the optimiser. Returns (mean batch loss
+    weighted by batch size, correct predictions seen while training, steps
+    taken so far, finite). Stops at the first batch whose loss is not
+    finite, before updating with it.
+    """
+    n = order.size
+    n_in, n_out = X.shape[1], Y.shape[1]
+    total = 0.0
+    correct = 0
+    for start in range(0, n, batch_size):
+        rows = min(batch_size, n - start)
+        Xr = matrix_rows(Xb, rows, n_in)
+        Yr = matrix_rows(Yb, rows, n_out)
+        for i in range(rows):
+            Xr[i] = X[order[start + i]]
+            Yr[i] = Y[order[start + i]]
+        forward_rows(params, sizes, acts, Xr, Z, A, rows, dropout, seed, t)
+        denom = denominator(rows, n_out, loss)
+        batch_loss = loss_rows(sizes, acts, loss, Yr, Z, A, rows) / denom
+        if not np.isfinite(batch_loss):
+            return total / max(start, 1), correct, t, False
+        correct += count_correct(sizes, loss, Yr, A, rows)
+        backward_rows(params, sizes, acts, loss, Xr, Yr, Z, A, D, grad, rows,
+                      params.dtype.type(1.0 / denom), dropout, seed, t)
+        t += 1
+        optimizer_step(params, grad, m, v, t, kind, hyper, lr)
+        total += batch_loss * rows
+    return total / n, correct, t, True
+
+
+@inline
+def count_correct(sizes, loss, Y, A, rows):
+    """Correct predictions among ``rows`` forwarded samples (0 for regression).
+
+    cross_entropy: argmax of output and target agree, per sample;
+    bce: each output on the same side of 0.5 as its target.
+    """
+    out = layer_block(A, sizes, sizes.size - 2, rows)
+    correct = 0
+    if loss == CROSS_ENTROPY:
+        for i in range(rows):
+            if np.argmax(out[i]) == np.argmax(Y[i]):
+                correct += 1
+    elif loss == BCE:
+        for i in range(rows):
+            for j in range(out.shape[1]):
+                if (out[i, j] > 0.5) == (Y[i, j] > 0.5):
+                    correct += 1
+    return correct
+
+
+@kernel
+def forward_all(params, sizes, acts, X, out, chunk, Z, A):
+    """Outputs of every row of X into ``out``, ``chunk`` rows at a time."""
+    n = X.shape[0]
+    no_dropout = np.zeros(sizes.size, np.float64)
+    last = sizes.size - 2
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        forward_rows(params, sizes, acts, X[start:start + rows], Z, A, rows, no_dropout, 0, 0)
+        out[start:start + rows] = layer_block(A, sizes, last, rows)
+
+
+@kernel
+def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
+    """Mean loss over all rows, ``chunk`` rows at a time."""
+    n = X.shape[0]
+    no_dropout = np.zeros(sizes.size, np.float64)
+    total = 0.0
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        forward_rows(params, sizes, acts, X[start:start + rows], Z, A, rows, no_dropout, 0, 0)
+        total += loss_rows(sizes, acts, loss, Y[start:start + rows], Z, A, rows)
+    return total / denominator(n, Y.shape[1], loss)
+
+
+@kernel
+def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, grad_chunk):
+    """Mean loss and its gradient over all rows, accumulated chunk by chunk."""
+    n = X.shape[0]
+    no_dropout = np.zeros(sizes.size, np.float64)
+    scale = params.dtype.type(1.0 / denominator(n, Y.shape[1], loss))
+    grad[:] = 0
+    total = 0.0
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        Xc, Yc = X[start:start + rows], Y[start:start + rows]
+        forward_rows(params, sizes, acts, Xc, Z, A, rows, no_dropout, 0, 0)
+        total += loss_rows(sizes, acts, loss, Yc, Z, A, rows)
+        backward_rows(params, sizes, acts, loss, Xc, Yc, Z, A, D, grad_chunk, rows, scale,
+                      no_dropout, 0, 0)
+        grad += grad_chunk
+    return total / denominator(n, Y.shape[1], loss)
+
+
+@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+def population_loss(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
+    """Mean loss of every row of ``thetas`` on all of X; members run in parallel.
+
+    Z and A are (P, chunk * units) workspaces, one row per member, so that
+    no thread allocates inside the loop.
+    """
+    P = thetas.shape[0]
+    n = X.shape[0]
+    losses = np.empty(P, np.float64)
+    no_dropout = np.zeros(sizes.size, np.float64)
+    denom = denominator(n, Y.shape[1], loss)
+    for p in prange(P):
+        total = 0.0
+        for start in range(0, n, chunk):
+            rows = min(chunk, n - start)
+            forward_rows(thetas[p], sizes, acts, X[start:start + rows], Z[p], A[p], rows,
+                         no_dropout, 0, 0)
+            total += loss_rows(sizes, acts, loss, Y[start:start + rows], Z[p], A[p], rows)
+        losses[p] = total / denom
+    return losses

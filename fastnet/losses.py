@@ -1,0 +1,94 @@
+"""Losses, each paired with the output activation it is computed from.
+
+Conventions follow PyTorch's defaults so that results can be compared:
+
+* ``mse``: mean over all elements of (yhat - y)^2; any elementwise output.
+* ``bce``: binary cross-entropy with a sigmoid output, mean over all elements,
+  computed from the pre-activation z: max(z, 0) - z*y + log(1 + e^-|z|).
+* ``cross_entropy``: softmax cross-entropy, mean over samples, computed with
+  the log-sum-exp trick; targets are one-hot rows (or class probabilities).
+
+For the canonical pairs the gradient with respect to z is fused with the
+output activation: dL/dz = (a - y) / n, which never divides by a or 1 - a.
+
+Like ``activations``, these are plain Python functions compiled per target.
+"""
+import math
+
+import numpy as np
+
+from fastnet.activations import SOFTMAX, ZERO, activate, derivative
+
+MSE, BCE, CROSS_ENTROPY = range(3)
+
+LOSSES = {"mse": MSE, "bce": BCE, "cross_entropy": CROSS_ENTROPY}
+ALIASES = {"binary_cross_entropy": "bce", "ce": "cross_entropy", "nll": "cross_entropy"}
+#: the output activation each loss is fused with (mse accepts any elementwise one)
+CANONICAL_OUTPUT = {"mse": "identity", "bce": "sigmoid", "cross_entropy": "softmax"}
+TWO = np.float32(2.0)
+
+
+def denominator(n_rows, n_out, loss):
+    """What the summed loss is divided by: samples for cross-entropy, elements otherwise."""
+    return n_rows if loss == CROSS_ENTROPY else n_rows * n_out
+
+
+def output_activate(z, a, kind):
+    """a = f(z) for one output row; softmax shifted by max(z) so exp never overflows."""
+    if kind == SOFTMAX:
+        top = z[0]
+        for j in range(1, z.size):
+            if z[j] > top:
+                top = z[j]
+        total = ZERO
+        for j in range(z.size):
+            a[j] = math.exp(z[j] - top)
+            total += a[j]
+        for j in range(z.size):
+            a[j] = a[j] / total
+    else:
+        for j in range(z.size):
+            a[j] = activate(z[j], kind)
+
+
+def row_loss(z, a, y, loss):
+    """Summed loss of one row (divide by ``denominator`` for the mean)."""
+    total = ZERO
+    if loss == CROSS_ENTROPY:
+        # -sum_j y_j log softmax(z)_j = lse(z) * sum(y) - sum_j y_j z_j
+        top = z[0]
+        for j in range(1, z.size):
+            if z[j] > top:
+                top = z[j]
+        sum_exp = ZERO
+        sum_y = ZERO
+        for j in range(z.size):
+            sum_exp += math.exp(z[j] - top)
+            sum_y += y[j]
+            total -= y[j] * z[j]
+        total += (top + math.log(sum_exp)) * sum_y
+    elif loss == BCE:
+        for j in range(z.size):
+            zj = z[j]
+            total += (zj if zj > ZERO else ZERO) - zj * y[j] + math.log1p(math.exp(-abs(zj)))
+    else:
+        for j in range(z.size):
+            diff = a[j] - y[j]
+            total += diff * diff
+    return total
+
+
+def row_delta(z, a, y, loss, kind, scale, d):
+    """d = scale * dL/dz for one row (scale = 1 / denominator)."""
+    if loss == CROSS_ENTROPY:
+        sum_y = ZERO
+        for j in range(z.size):
+            sum_y += y[j]
+        for j in range(z.size):
+            d[j] = (a[j] * sum_y - y[j]) * scale
+    elif loss == BCE:
+        for j in range(z.size):
+            d[j] = (a[j] - y[j]) * scale
+    else:
+        for j in range(z.size):
+            d[j] = TWO * (a[j] - y[j]) * derivative(z[j], a[j], kind) * scale

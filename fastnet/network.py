@@ -1,0 +1,263 @@
+"""Network: a topology plus one flat parameter vector.
+
+Layer l stores W_l (fan_in x fan_out, C order) then b_l in ``params``; every
+method can be given another vector of the same layout (a candidate, a
+gradient, a moment) through ``params=`` or ``unflatten``.
+"""
+import numpy as np
+
+from fastnet import activations, init as initializers, losses
+from fastnet._checks import check_int, check_matrix, check_name, check_same_length
+from fastnet.engine import CpuEngine
+
+DTYPES = (np.float32, np.float64)
+
+
+def _activation_names(activation, n_hidden):
+    names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
+    if len(names) != n_hidden:
+        raise ValueError(f"activation must be one name or a list of {n_hidden} names "
+                         f"(one per hidden layer), got {len(names)}: {activation!r}")
+    return [check_name(f"activation[{i}]", name, activations.HIDDEN_ACTIVATIONS,
+                       activations.ALIASES) for i, name in enumerate(names)]
+
+
+def _output_and_loss(output, loss):
+    """Fill in the canonical partner of whichever of output / loss is missing."""
+    if loss is not None:
+        loss = check_name("loss", loss, losses.LOSSES, losses.ALIASES)
+    if output is not None:
+        output = check_name("output", output, activations.ACTIVATIONS, activations.ALIASES)
+    if loss is None:
+        loss = {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse")
+    if output is None:
+        output = losses.CANONICAL_OUTPUT[loss]
+    if loss != "mse" and output != losses.CANONICAL_OUTPUT[loss]:
+        raise ValueError(f"output={output!r} does not fit loss={loss!r}: {loss} is computed "
+                         f"from a {losses.CANONICAL_OUTPUT[loss]} output")
+    if loss == "mse" and output == "softmax":
+        raise ValueError("output='softmax' does not fit loss='mse': softmax is paired with "
+                         "loss='cross_entropy'")
+    return output, loss
+
+
+def _engine(backend, sizes, acts, loss, dtype):
+    name = check_name("backend", backend, ("cpu", "cuda"))
+    if name == "cuda":
+        from fastnet.cuda_engine import CudaEngine
+        return CudaEngine(sizes, acts, loss, dtype)
+    return CpuEngine(sizes, acts, loss, dtype)
+
+
+class Network:
+    """A multi-layer perceptron.
+
+    ``sizes``: layer widths, input first. ``activation``: one name for every
+    hidden layer or a list, one per hidden layer. ``output`` / ``loss``: the
+    output activation and loss (either implies the other's canonical
+    partner). ``init``: an initialiser name for every layer (default: He for
+    ReLU-like layers, Xavier otherwise).
+    """
+
+    def __init__(self, sizes, activation="relu", output=None, loss=None, init=None,
+                 dtype=np.float32, seed=0, backend="cpu"):
+        sizes = list(sizes) if not isinstance(sizes, (str, bytes)) else sizes
+        if not isinstance(sizes, list) or len(sizes) < 2:
+            raise ValueError(f"sizes must list at least 2 layer widths (input, output), "
+                             f"got {sizes!r}")
+        self.sizes = tuple(check_int(f"sizes[{i}]", s) for i, s in enumerate(sizes))
+        self.hidden_activations = _activation_names(activation, len(self.sizes) - 2)
+        self.output, self.loss_name = _output_and_loss(output, loss)
+        if np.dtype(dtype) not in [np.dtype(d) for d in DTYPES]:
+            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        self.dtype = np.dtype(dtype)
+        self.seed = check_int("seed", seed, minimum=0)
+        layer_acts = self.hidden_activations + [self.output]
+        self.inits = [check_name("init", init, initializers.INITIALIZERS, initializers.ALIASES)
+                      if init is not None else initializers.default_init(a) for a in layer_acts]
+        self.init = init
+        self.engine = _engine(backend, self.sizes,
+                              [activations.ACTIVATIONS[a] for a in layer_acts],
+                              losses.LOSSES[self.loss_name], self.dtype)
+        rng = np.random.default_rng(self.seed)
+        self.params = initializers.initialize(self.sizes, self.inits, rng, self.dtype)
+
+    # -------------------------------------------------------------- layout
+    @property
+    def n_params(self):
+        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    @property
+    def n_inputs(self):
+        return self.sizes[0]
+
+    @property
+    def n_outputs(self):
+        return self.sizes[-1]
+
+    @property
+    def is_classifier(self):
+        return self.loss_name in ("cross_entropy", "bce")
+
+    @property
+    def backend(self):
+        return self.engine.name
+
+    def unflatten(self, vector):
+        """Per-layer (W, b) views of any vector laid out like ``params``."""
+        vector = self._vector("vector", vector, copy_ok=False)
+        layers, offset = [], 0
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            W = vector[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out)
+            offset += fan_in * fan_out
+            layers.append((W, vector[offset:offset + fan_out]))
+            offset += fan_out
+        return layers
+
+    def flops_per_sample(self):
+        """Multiply-adds x 2 of one sample's forward pass (for GFLOP/s figures)."""
+        return 2 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    # ----------------------------------------------------------- checking
+    def _vector(self, argument, vector, copy_ok=True):
+        if vector is None:
+            return self.params
+        array = np.asarray(vector)
+        if array.shape != (self.n_params,):
+            raise ValueError(f"{argument} must have shape ({self.n_params},) like params, "
+                             f"got {array.shape}")
+        if array.dtype.kind != "f":
+            raise TypeError(f"{argument} must be a float array, got dtype {array.dtype}")
+        if not copy_ok:
+            return array
+        array = np.ascontiguousarray(array, dtype=self.dtype)
+        if not np.isfinite(array).all():
+            raise ValueError(f"{argument} contains NaN or inf")
+        return array
+
+    def _inputs(self, X, argument="X"):
+        return check_matrix(argument, X, self.dtype, self.n_inputs,
+                            f"features (columns); the network's first layer has")
+
+    def targets(self, y, argument="y"):
+        """y as the (n, n_outputs) target matrix the kernels read.
+
+        cross_entropy: integer class labels (n,) or one-hot / probability
+        rows (n, n_outputs). bce: 0/1 (or [0, 1]) targets, (n,) when there is
+        one output. mse: values, (n,) when there is one output.
+        """
+        array = np.asarray(y)
+        if array.dtype.kind not in "biuf":
+            raise TypeError(f"{argument} must hold numbers, got dtype {array.dtype}")
+        if self.loss_name == "cross_entropy" and array.ndim == 1:
+            return self._one_hot(array, argument)
+        if array.ndim == 1 and self.n_outputs == 1:
+            array = array.reshape(-1, 1)
+        if array.ndim != 2 or array.shape[1] != self.n_outputs:
+            expected = "(n,) integer labels or " if self.loss_name == "cross_entropy" else ""
+            raise ValueError(f"{argument} must have shape {expected}(n, {self.n_outputs}) "
+                             f"for {self.n_outputs} outputs, got {array.shape}")
+        array = check_matrix(argument, array, self.dtype)
+        if self.loss_name != "mse" and ((array < 0) | (array > 1)).any():
+            raise ValueError(f"{argument} must lie in [0, 1] for loss={self.loss_name!r}, "
+                             f"got values in [{array.min()}, {array.max()}]")
+        return array
+
+    def _one_hot(self, labels, argument):
+        if labels.size == 0:
+            raise ValueError(f"{argument} is empty")
+        if labels.dtype.kind == "f":
+            raise TypeError(f"{argument} must be integer class labels for a classifier, got "
+                            f"float dtype {labels.dtype} (use labels.astype(int) if exact)")
+        if labels.min() < 0 or labels.max() >= self.n_outputs:
+            raise ValueError(f"{argument} labels must lie in [0, {self.n_outputs - 1}] for "
+                             f"{self.n_outputs} outputs, got values in "
+                             f"[{labels.min()}, {labels.max()}]")
+        Y = np.zeros((labels.size, self.n_outputs), self.dtype)
+        Y[np.arange(labels.size), labels] = 1
+        return Y
+
+    def _data(self, X, y):
+        X = self._inputs(X)
+        Y = self.targets(y)
+        check_same_length("X", X, "y", Y)
+        return X, Y
+
+    # ------------------------------------------------------------ maths
+    def forward(self, X, params=None):
+        """Output activations for every row of X, shape (n, n_outputs)."""
+        return self.engine.forward(self._vector("params", params), self._inputs(X))
+
+    def loss(self, X, y, params=None):
+        """Mean loss (never including weight decay)."""
+        X, Y = self._data(X, y)
+        return self.engine.loss(self._vector("params", params), X, Y)
+
+    def loss_and_grad(self, X, y, params=None):
+        """(mean loss, gradient shaped like params)."""
+        X, Y = self._data(X, y)
+        return self.engine.loss_and_grad(self._vector("params", params), X, Y)
+
+    def population_loss(self, thetas, X, y):
+        """Mean loss of every row of ``thetas`` (P x n_params), in one compiled call."""
+        thetas = np.asarray(thetas)
+        if thetas.ndim != 2 or thetas.shape[1] != self.n_params:
+            raise ValueError(f"thetas must have shape (P, {self.n_params}) (one parameter "
+                             f"vector per row), got {thetas.shape}")
+        thetas = check_matrix("thetas", thetas, self.dtype)
+        X, Y = self._data(X, y)
+        return self.engine.population_loss(thetas, X, Y)
+
+    # ---------------------------------------------------------- training
+    def fit(self, X, y, **options):
+        """Train by backpropagation; see ``fastnet.train.fit`` for the options."""
+        from fastnet.train import fit
+        return fit(self, X, y, **options)
+
+    def predict(self, X, params=None):
+        """Class labels for classifiers (0/1 per output for bce), values for regression."""
+        out = self.forward(X, params)
+        if self.loss_name == "cross_entropy":
+            return out.argmax(axis=1)
+        if self.loss_name == "bce":
+            out = (out > 0.5).astype(np.int64)
+        return out[:, 0] if self.n_outputs == 1 else out
+
+    def score(self, X, y, params=None):
+        """Accuracy for classifiers, R^2 (averaged over outputs) for regression."""
+        X, Y = self._data(X, y)
+        return self.score_outputs(self.engine.forward(self._vector("params", params), X), Y)
+
+    def score_outputs(self, out, Y):
+        """The score of outputs ``out`` against the target matrix ``Y``."""
+        if self.loss_name == "cross_entropy":
+            return float((out.argmax(1) == Y.argmax(1)).mean())
+        if self.loss_name == "bce":
+            return float(((out > 0.5) == (Y > 0.5)).mean())
+        residual = ((Y - out) ** 2).sum(0, dtype=np.float64)
+        total = ((Y - Y.mean(0)) ** 2).sum(0, dtype=np.float64)
+        return float(np.mean(1 - residual / np.where(total > 0, total, 1)))
+
+    # ----------------------------------------------------------- copies
+    def config(self):
+        """Everything but the parameters, as JSON-able values."""
+        return {"sizes": list(self.sizes), "activation": self.hidden_activations,
+                "output": self.output, "loss": self.loss_name, "init": self.init,
+                "dtype": self.dtype.name, "seed": self.seed}
+
+    def copy(self, dtype=None, backend=None):
+        """A new network with the same topology and parameters (optionally cast/moved)."""
+        config = self.config()
+        config["dtype"] = dtype or self.dtype
+        other = Network(**config, backend=backend or self.backend)
+        other.params = np.ascontiguousarray(self.params, dtype=other.dtype)
+        return other
+
+    def save(self, path):
+        from fastnet.io import save
+        save(self, path)
+
+    def __repr__(self):
+        layers = "-".join(map(str, self.sizes))
+        return (f"Network({layers}, hidden={self.hidden_activations}, output={self.output!r}, "
+                f"loss={self.loss_name!r}, dtype={self.dtype.name}, n_params={self.n_params})")

@@ -1,0 +1,168 @@
+"""The fit loop: epochs, shuffling, validation, early stopping, history.
+
+Each epoch is one compiled call (shuffled mini-batches, forward, backward,
+update); Python only draws the order, evaluates validation data and keeps
+the history, so small networks pay no per-batch interpreter overhead.
+"""
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from fastnet._checks import check_float, check_int, check_same_length
+from fastnet.optim import get_optimizer
+
+try:
+    from tqdm.auto import tqdm
+except ImportError:  # tqdm is a core dependency; this only keeps bare checkouts working
+    tqdm = None
+
+
+@dataclasses.dataclass
+class History:
+    """Per-epoch record of a ``fit``. ``score`` is accuracy for classifiers
+    (counted on the training batches as they were trained, like Keras) and
+    None for regression; ``val_score`` is accuracy or R^2."""
+    epoch: list = dataclasses.field(default_factory=list)
+    loss: list = dataclasses.field(default_factory=list)
+    score: list = dataclasses.field(default_factory=list)
+    val_loss: list = dataclasses.field(default_factory=list)
+    val_score: list = dataclasses.field(default_factory=list)
+    lr: list = dataclasses.field(default_factory=list)
+    seconds: list = dataclasses.field(default_factory=list)
+    stopped: str = "completed"
+    message: str = ""
+    best_epoch: int = None
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _validation(net, X, Y, validation_split, validation_data, rng):
+    """(X_train, Y_train, X_val, Y_val); the split is a seeded random one."""
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError("give validation_split or validation_data, not both")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val), got "
+                             f"{type(validation_data).__name__}")
+        X_val = net._inputs(validation_data[0], "validation_data[0]")
+        Y_val = net.targets(validation_data[1], "validation_data[1]")
+        check_same_length("validation_data[0]", X_val, "validation_data[1]", Y_val)
+        return X, Y, X_val, Y_val
+    check_float("validation_split", validation_split, 0.0, 1.0, high_open=True)
+    n_val = int(round(validation_split * len(X)))
+    if n_val == 0:
+        return X, Y, None, None
+    if n_val == len(X):
+        raise ValueError(f"validation_split={validation_split} leaves no training data "
+                         f"out of {len(X)} samples")
+    order = rng.permutation(len(X))
+    val, train = order[:n_val], order[n_val:]
+    return X[train], Y[train], X[val], Y[val]
+
+
+def _dropout_rates(dropout, n_hidden):
+    rates = [dropout] * n_hidden if np.isscalar(dropout) else list(dropout)
+    if len(rates) != n_hidden:
+        raise ValueError(f"dropout must be one rate or a list of {n_hidden} rates (one per "
+                         f"hidden layer), got {dropout!r}")
+    return [check_float(f"dropout[{i}]", r, 0.0, 1.0, high_open=True)
+            for i, r in enumerate(rates)]
+
+
+def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=0.0,
+        validation_data=None, early_stopping=None, restore_best=True, dropout=0.0,
+        shuffle=True, seed=None, progress=False, callbacks=()):
+    """Train ``net`` by mini-batch backpropagation; return a ``History``.
+
+    optimizer: an Optimizer (``fastnet.Adam(lr=1e-3)``) or a name.
+    early_stopping: patience in epochs without improvement of the validation
+    loss (the training loss without validation data); with ``restore_best``
+    the best parameters are put back at the end.
+    dropout: inverted dropout rate on hidden layers, during training only.
+    callbacks: functions ``f(net, epoch, logs)``; one returning True stops.
+    A loss that becomes NaN or inf stops training and puts back the
+    parameters from the start of that epoch; Ctrl-C stops after the
+    current epoch and keeps what was learnt.
+    """
+    X = net._inputs(X)
+    Y = net.targets(y)
+    check_same_length("X", X, "y", Y)
+    optimizer = get_optimizer(optimizer)
+    epochs = check_int("epochs", epochs)
+    batch_size = check_int("batch_size", batch_size)
+    if early_stopping is not None:
+        early_stopping = check_int("early_stopping", early_stopping)
+    rates = _dropout_rates(dropout, len(net.sizes) - 2)
+    rng = np.random.default_rng(net.seed if seed is None else check_int("seed", seed, 0))
+    X, Y, X_val, Y_val = _validation(net, X, Y, validation_split, validation_data, rng)
+    runner = net.engine.trainer(net.params, X, Y, batch_size, optimizer, rates,
+                                int(rng.integers(2 ** 62)))
+    history = History()
+    best = (math.inf, None, None)  # (monitored loss, epoch, parameters)
+    start = time.perf_counter()
+    epoch_bar = range(epochs)
+    if progress and tqdm is not None:
+        epoch_bar = tqdm(epoch_bar, desc="fit", unit="epoch")
+    try:
+        for epoch in epoch_bar:
+            snapshot = runner.snapshot()
+            order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
+            lr = optimizer.lr_at(epoch)
+            loss, correct, finite = runner.run_epoch(order, lr)
+            if not finite:
+                runner.restore(snapshot)
+                history.stopped = "diverged"
+                history.message = (f"loss became NaN or inf during epoch {epoch}; parameters "
+                                   f"restored to the start of epoch {epoch}")
+                break
+            logs = _log_epoch(net, runner, history, epoch, loss, correct, len(X), lr,
+                              X_val, Y_val, time.perf_counter() - start)
+            if hasattr(epoch_bar, "set_postfix"):
+                epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                       if v is not None and k != "epoch"})
+            monitored = logs["val_loss"] if X_val is not None else loss
+            if monitored < best[0]:
+                best = (monitored, epoch, runner.snapshot())
+            if callbacks:
+                runner.sync()
+                if any(callback(net, epoch, logs) for callback in callbacks):
+                    history.stopped = "callback"
+                    break
+            if early_stopping is not None and epoch - best[1] >= early_stopping:
+                history.stopped = "early_stopping"
+                history.message = (f"no improvement for {early_stopping} epochs after "
+                                   f"epoch {best[1]}")
+                break
+    except KeyboardInterrupt:
+        history.stopped = "interrupted"
+        history.message = "interrupted by the user; parameters kept as trained so far"
+    finally:
+        if hasattr(epoch_bar, "close"):
+            epoch_bar.close()
+    history.best_epoch = best[1]
+    if restore_best and early_stopping is not None and best[2] is not None:
+        runner.restore(best[2])
+    runner.sync()
+    return history
+
+
+def _log_epoch(net, runner, history, epoch, loss, correct, n_train, lr, X_val, Y_val,
+               seconds):
+    val_loss = val_score = None
+    if X_val is not None:
+        val_loss, outputs = runner.evaluate(X_val, Y_val)
+        val_score = net.score_outputs(outputs, Y_val)
+        if not math.isfinite(val_loss):
+            val_loss = math.inf
+    score = None
+    if net.is_classifier:
+        per_sample = net.n_outputs if net.loss_name == "bce" else 1
+        score = correct / (n_train * per_sample)
+    logs = {"epoch": epoch, "loss": loss, "score": score, "val_loss": val_loss,
+            "val_score": val_score, "lr": lr, "seconds": seconds}
+    for key, value in logs.items():
+        getattr(history, key).append(value)
+    return logs
