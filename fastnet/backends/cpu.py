@@ -20,6 +20,7 @@ denominator = _maths.denominator
 output_activate = _maths.output_activate
 row_loss = _maths.row_loss
 row_delta = _maths.row_delta
+dropout_keeps = _maths.dropout_keeps
 
 # No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
@@ -112,29 +113,6 @@ def gemm_nt(A, B, out):
             for p in range(1, k):
                 total += A[i, p] * B[j, p]
             out[i, j] = total
-
-
-# ------------------------------------------------------------ dropout
-@inline
-def splitmix64(x):
-    """SplitMix64 finaliser (Steele, Lea & Flood 2014): a counter-based hash."""
-    x = (x + np.uint64(0x9E3779B97F4A7C15))
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
-
-
-@inline
-def dropout_keeps(seed, step, layer, index, rate):
-    """Whether unit ``index`` of ``layer`` survives dropout at ``step``.
-
-    Stateless: the same (seed, step, layer, index) always gives the same
-    answer, so runs resume bit for bit and the GPU can draw the same masks.
-    """
-    key = splitmix64(np.uint64(seed) ^ splitmix64(np.uint64(step) * np.uint64(64)
-                                                  + np.uint64(layer)))
-    u = splitmix64(key + np.uint64(index)) >> np.uint64(40)  # 24 random bits
-    return u * (1.0 / 16777216.0) >= rate
 
 
 # ------------------------------------------------------ forward / backward
