@@ -14,6 +14,8 @@ def check_name(argument, value, valid, aliases=None):
     if not isinstance(value, str):
         raise TypeError(f"{argument} must be a string naming one of {sorted(valid)}, "
                         f"got {value!r} of type {type(value).__name__}")
+    if value in valid:
+        return value
     key = value.lower().replace("-", "_")
     key = aliases.get(key, key)
     if key in valid:
