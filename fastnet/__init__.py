@@ -12,10 +12,10 @@ from fastnet.io import load, save
 from fastnet.network import Network
 from fastnet.optim import (SGD, Adam, AdamW, CosineAnnealing, ExponentialDecay, Optimizer,
                            RMSprop, StepDecay, get_optimizer)
-from fastnet.train import History
+from fastnet.train import History, StepTrainer
 
 __version__ = "0.1.0"
 
 __all__ = ["Network", "datasets", "gradcheck", "load", "save", "SGD", "Adam", "AdamW",
            "RMSprop", "Optimizer", "StepDecay", "ExponentialDecay", "CosineAnnealing",
-           "get_optimizer", "History", "__version__"]
+           "get_optimizer", "History", "StepTrainer", "__version__"]

@@ -6,12 +6,15 @@ backend fulfils; ``Network`` never calls a kernel directly.
 """
 import numpy as np
 
+from fastnet.optim import OptState
+
 from fastnet.backends import cpu
 
 #: rows per chunk when a whole data set is forwarded (bounds the work buffers)
 CHUNK_ROWS = 256
-#: rows per chunk in the population kernel: small, so each member's buffers stay in cache
-POPULATION_CHUNK_ROWS = 64
+#: rows per chunk in the population kernel: the stacked first-layer product of a
+#: chunk (rows x P*h) and each member's buffers should stay in cache
+POPULATION_CHUNK_ROWS = 128
 
 
 class CpuEngine:
@@ -47,10 +50,13 @@ class CpuEngine:
 
     def population_loss(self, thetas, X, Y):
         rows = min(POPULATION_CHUNK_ROWS, X.shape[0])
-        P = thetas.shape[0]
+        P, h = thetas.shape[0], int(self.sizes[1])
+        W_stack = np.empty((X.shape[1], P * h), self.dtype)
+        Z_stack = np.empty(rows * P * h, self.dtype)
         Z = np.empty((P, rows * self.units), self.dtype)
         A = np.empty((P, rows * self.units), self.dtype)
-        return cpu.population_loss(thetas, self.sizes, self.acts, self.loss_id, X, Y, rows, Z, A)
+        return cpu.population_loss(thetas, self.sizes, self.acts, self.loss_id, X, Y, rows,
+                                   W_stack, Z_stack, Z, A)
 
     def trainer(self, params, X, Y, batch_size, optimizer, dropout, seed):
         return CpuEpochRunner(self, params, X, Y, batch_size, optimizer, dropout, seed)
@@ -75,11 +81,15 @@ class CpuEpochRunner:
         self.dropout = np.zeros(len(engine.sizes), np.float64)
         self.dropout[:len(dropout)] = dropout
         self.seed = seed
-        rows = min(batch_size, X.shape[0])
         self.grad = np.empty_like(params)
-        self.Xb = np.empty(rows * X.shape[1], params.dtype)
-        self.Yb = np.empty(rows * Y.shape[1], params.dtype)
-        self.Z, self.A, self.D = engine._buffers(rows, 3)
+        self._allocate(batch_size)
+
+    def _allocate(self, rows):
+        """Work buffers for batches of up to ``rows`` samples."""
+        self.capacity = rows
+        self.Xb = np.empty(rows * self.engine.sizes[0], self.params.dtype)
+        self.Yb = np.empty(rows * self.engine.sizes[-1], self.params.dtype)
+        self.Z, self.A, self.D = self.engine._buffers(rows, 3)
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
@@ -92,6 +102,22 @@ class CpuEpochRunner:
             self.Xb, self.Yb, self.Z, self.A, self.D)
         self.state = self.state._replace(t=int(t))
         return float(loss), int(correct), bool(finite)
+
+    def step(self, X, Y, lr):
+        """One step on the batch X, Y (validated arrays); returns its loss.
+
+        A loss that is not finite updates nothing.
+        """
+        if X.shape[0] > self.capacity:
+            self._allocate(X.shape[0])
+        m, v, t = self.state
+        e = self.engine
+        loss = cpu.train_step(self.params, self.grad, m, v, t, self.optimizer.kind, self.hyper,
+                              self.params.dtype.type(lr), X, Y, e.sizes, e.acts, e.loss_id,
+                              self.dropout, self.seed, self.Z, self.A, self.D)
+        if loss == loss and abs(loss) != np.inf:
+            self.state = OptState(m, v, t + 1)
+        return loss
 
     def snapshot(self):
         return self.params.copy()

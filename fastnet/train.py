@@ -166,3 +166,50 @@ def _log_epoch(net, runner, history, epoch, loss, correct, n_train, lr, X_val, Y
     for key, value in logs.items():
         getattr(history, key).append(value)
     return logs
+
+
+class StepTrainer:
+    """One mini-batch step per call, for training loops written by hand.
+
+    >>> trainer = StepTrainer(net, fastnet.SGD(lr=0.1))   # doctest: +SKIP
+    >>> for X_batch, y_batch in batches:                  # doctest: +SKIP
+    ...     loss = trainer.step(X_batch, y_batch)
+
+    Arrays already in the network's dtype, C-contiguous and of the right
+    shape (targets as the (n, n_outputs) matrix of ``net.targets``) go
+    straight to the compiled step; anything else is validated and converted
+    first. A batch whose loss is NaN or inf (NaN in the data, or divergence)
+    updates nothing and raises ValueError. ``epoch`` selects the learning
+    rate of a schedule.
+    """
+
+    def __init__(self, net, optimizer="adam", dropout=0.0, seed=None, batch_size=32):
+        self.net = net
+        self.optimizer = get_optimizer(optimizer)
+        rates = _dropout_rates(dropout, len(net.sizes) - 2)
+        rng = np.random.default_rng(net.seed if seed is None else check_int("seed", seed, 0))
+        empty_X = np.empty((0, net.n_inputs), net.dtype)
+        empty_Y = np.empty((0, net.n_outputs), net.dtype)
+        self.runner = net.engine.trainer(net.params, empty_X, empty_Y,
+                                         check_int("batch_size", batch_size), self.optimizer,
+                                         rates, int(rng.integers(2 ** 62)))
+        self.epoch = 0
+
+    def _ready(self, array, columns):
+        return (type(array) is np.ndarray and array.dtype == self.net.dtype
+                and array.ndim == 2 and array.shape[1] == columns
+                and array.flags.c_contiguous and array.shape[0] > 0)
+
+    def step(self, X, y):
+        """Forward, backward and update on one batch; returns the batch's mean loss."""
+        net = self.net
+        if not self._ready(X, net.n_inputs):
+            X = net._inputs(X)
+        Y = y if self._ready(y, net.n_outputs) else net.targets(y)
+        if X.shape[0] != Y.shape[0]:
+            check_same_length("X", X, "y", Y)
+        loss = self.runner.step(X, Y, self.optimizer.lr_at(self.epoch))
+        if not math.isfinite(loss):
+            raise ValueError(f"the batch loss is {loss}: X or y holds NaN or inf, or training "
+                             "diverged; the parameters were not updated")
+        return float(loss)

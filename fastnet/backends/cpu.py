@@ -119,21 +119,31 @@ def gemm_nt(A, B, out):
 @kernel
 def forward_rows(params, sizes, acts, X, Z, A, rows, dropout, seed, step):
     """Forward pass of ``rows`` samples; fills Z and A. dropout[l] per hidden layer."""
+    forward_from(params, sizes, acts, X, Z, A, rows, 0, dropout, seed, step)
+
+
+@inline
+def forward_from(params, sizes, acts, A_in, Z, A, rows, first, dropout, seed, step):
+    """Layers ``first``.. of the forward pass, given the input ``A_in`` of layer ``first``."""
     n_layers = sizes.size - 1
-    A_in = X
-    for l in range(n_layers):
+    for l in range(first, n_layers):
         W, b = layer_params(params, sizes, l)
         Zl = layer_block(Z, sizes, l, rows)
         Al = layer_block(A, sizes, l, rows)
         gemm_nn(A_in, W, Zl)
-        kind = acts[l]
-        for i in range(rows):
-            for j in range(Zl.shape[1]):
-                Zl[i, j] += b[j]
-            output_activate(Zl[i], Al[i], kind)
+        add_bias_activate(Zl, Al, b, acts[l])
         if l < n_layers - 1 and dropout[l] > 0:
             apply_dropout(Al, seed, step, l, dropout[l])
         A_in = Al
+
+
+@inline
+def add_bias_activate(Zl, Al, b, kind):
+    """Z += b row by row, then A = f(Z) (softmax per row)."""
+    for i in range(Zl.shape[0]):
+        for j in range(Zl.shape[1]):
+            Zl[i, j] += b[j]
+        output_activate(Zl[i], Al[i], kind)
 
 
 @inline
@@ -263,15 +273,33 @@ def optimizer_step(params, grad, m, v, t, kind, hyper, lr):
 
 # --------------------------------------------------------------- drivers
 @kernel
+def train_step(params, grad, m, v, t, kind, hyper, lr, X, Y, sizes, acts, loss, dropout,
+               seed, Z, A, D):
+    """One mini-batch step on all rows of X, Y, the (t+1)-th of the run.
+
+    Returns the batch's mean loss before the update; when it is not finite,
+    nothing is updated.
+    """
+    rows = X.shape[0]
+    forward_rows(params, sizes, acts, X, Z, A, rows, dropout, seed, t)
+    denom = denominator(rows, Y.shape[1], loss)
+    batch_loss = loss_rows(sizes, acts, loss, Y, Z, A, rows) / denom
+    if np.isfinite(batch_loss):
+        backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows,
+                      params.dtype.type(1.0 / denom), dropout, seed, t)
+        optimizer_step(params, grad, m, v, t + 1, kind, hyper, lr)
+    return batch_loss
+
+
+@kernel
 def train_epoch(params, grad, m, v, t, kind, hyper, lr, X, Y, order, batch_size,
                 sizes, acts, loss, dropout, seed, Xb, Yb, Z, A, D):
     """One epoch of mini-batch training in one call.
 
-    Gathers each batch (rows ``order[start:start+batch_size]``) into Xb, Yb,
-    runs forward, backward and the optimiser. Returns (mean batch loss
-    weighted by batch size, correct predictions seen while training, steps
-    taken so far, finite). Stops at the first batch whose loss is not
-    finite, before updating with it.
+    Gathers each batch (rows ``order[start:start+batch_size]``) into Xb, Yb
+    and takes a ``train_step``. Returns (mean batch loss weighted by batch
+    size, correct predictions seen while training, steps taken so far,
+    finite). Stops at the first batch whose loss is not finite.
     """
     n = order.size
     n_in, n_out = X.shape[1], Y.shape[1]
@@ -284,16 +312,12 @@ def train_epoch(params, grad, m, v, t, kind, hyper, lr, X, Y, order, batch_size,
         for i in range(rows):
             Xr[i] = X[order[start + i]]
             Yr[i] = Y[order[start + i]]
-        forward_rows(params, sizes, acts, Xr, Z, A, rows, dropout, seed, t)
-        denom = denominator(rows, n_out, loss)
-        batch_loss = loss_rows(sizes, acts, loss, Yr, Z, A, rows) / denom
+        batch_loss = train_step(params, grad, m, v, t, kind, hyper, lr, Xr, Yr, sizes, acts,
+                                loss, dropout, seed, Z, A, D)
         if not np.isfinite(batch_loss):
             return total / max(start, 1), correct, t, False
-        correct += count_correct(sizes, loss, Yr, A, rows)
-        backward_rows(params, sizes, acts, loss, Xr, Yr, Z, A, D, grad, rows,
-                      params.dtype.type(1.0 / denom), dropout, seed, t)
         t += 1
-        optimizer_step(params, grad, m, v, t, kind, hyper, lr)
+        correct += count_correct(sizes, loss, Yr, A, rows)
         total += batch_loss * rows
     return total / n, correct, t, True
 
@@ -364,23 +388,34 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
 
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
-def population_loss(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
-    """Mean loss of every row of ``thetas`` on all of X; members run in parallel.
+def population_loss(thetas, sizes, acts, loss, X, Y, chunk, W_stack, Z_stack, Z, A):
+    """Mean loss of every row of ``thetas`` on all of X.
 
-    Z and A are (P, chunk * units) workspaces, one row per member, so that
-    no thread allocates inside the loop.
+    Every member's first layer reads the same inputs, so the first layer of
+    the whole population is one GEMM, X @ [W_1 | W_2 | ... | W_P], which
+    BLAS runs near the machine's peak (it is most of the arithmetic when
+    the input is wider than the hidden layers). The remaining layers run
+    per member, members in parallel. W_stack is (n_in, P * h); Z_stack holds
+    ``chunk`` rows of the stacked product; Z and A are (P, chunk * units)
+    per-member workspaces, so no thread allocates inside the loop.
     """
     P = thetas.shape[0]
-    n = X.shape[0]
-    losses = np.empty(P, np.float64)
-    no_dropout = np.zeros(sizes.size, np.float64)
-    denom = denominator(n, Y.shape[1], loss)
+    n, n_in = X.shape
+    h = sizes[1]
     for p in prange(P):
-        total = 0.0
-        for start in range(0, n, chunk):
-            rows = min(chunk, n - start)
-            forward_rows(thetas[p], sizes, acts, X[start:start + rows], Z[p], A[p], rows,
-                         no_dropout, 0, 0)
-            total += loss_rows(sizes, acts, loss, Y[start:start + rows], Z[p], A[p], rows)
-        losses[p] = total / denom
-    return losses
+        W_stack[:, p * h:(p + 1) * h] = thetas[p, :n_in * h].reshape((n_in, h))
+    totals = np.zeros(P, np.float64)
+    no_dropout = np.zeros(sizes.size, np.float64)
+    for start in range(0, n, chunk):
+        rows = min(chunk, n - start)
+        stacked = Z_stack[:rows * P * h].reshape((rows, P * h))
+        np.dot(X[start:start + rows], W_stack, stacked)
+        for p in prange(P):
+            params = thetas[p]
+            Z1 = layer_block(Z[p], sizes, 0, rows)
+            A1 = layer_block(A[p], sizes, 0, rows)
+            Z1[:] = stacked[:, p * h:(p + 1) * h]
+            add_bias_activate(Z1, A1, layer_params(params, sizes, 0)[1], acts[0])
+            forward_from(params, sizes, acts, A1, Z[p], A[p], rows, 1, no_dropout, 0, 0)
+            totals[p] += loss_rows(sizes, acts, loss, Y[start:start + rows], Z[p], A[p], rows)
+    return totals / denominator(n, Y.shape[1], loss)
