@@ -1,0 +1,115 @@
+"""Command line: ``python -m comparisons {quick,run,report,list}``."""
+import argparse
+import sys
+
+from comparisons.problems import PROBLEMS
+from comparisons.runs import METHODS
+
+# "scaling": (problem, hidden widths) run on top of the problems, for the scaling figure
+QUICK = {"problems": ["xor", "parity4", "moons", "sine", "iris", "digits"],
+         "methods": list(METHODS), "seeds": 3, "budget_scale": 0.1,
+         "scaling": ("xor", (2, 4, 8, 16, 32)),
+         "results": "results/quick.jsonl", "out": "reports/quick"}
+FULL = {"problems": list(PROBLEMS), "methods": list(METHODS), "seeds": 5, "budget_scale": 1.0,
+        "scaling": ("parity4", (4, 8, 16, 32, 64)),
+        "results": "reports/results.jsonl", "out": "reports"}
+
+
+def _names(text, valid, what):
+    if text == "all":
+        return list(valid)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        base = name.partition("-w")[0] if what == "problem" else name
+        if base not in valid:
+            import difflib
+            close = difflib.get_close_matches(base, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SystemExit(f"error: unknown {what} {name!r}; expected one of "
+                             f"{', '.join(valid)}{hint}")
+    return names
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def _add_sweep_arguments(parser, preset):
+    parser.add_argument("--problems", default=",".join(preset["problems"]),
+                        help="comma-separated problem names, or 'all'")
+    parser.add_argument("--methods", default=",".join(preset["methods"]),
+                        help="comma-separated method names, or 'all'")
+    parser.add_argument("--seeds", type=_positive(int), default=preset["seeds"],
+                        help="number of seeds (0..N-1)")
+    parser.add_argument("--budget-scale", type=_positive(float), default=preset["budget_scale"],
+                        help="multiply every problem's budget (forward-pass equivalents)")
+    parser.add_argument("--jobs", type=_positive(int), default=1, help="worker processes")
+    parser.add_argument("--scheduler", default=None,
+                        help="Dask scheduler address (tcp://host:port) to run the sweep on")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--results", default=preset["results"], help="results file (JSON lines)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-scaling", dest="scaling", action="store_const", const=None,
+                        default=preset["scaling"],
+                        help=f"skip the scaling runs ({preset['scaling'][0]} widened to "
+                             f"{', '.join(map(str, preset['scaling'][1]))} hidden units)")
+
+
+def _run(args):
+    from comparisons.sweep import sweep, tasks
+    methods = _names(args.methods, list(METHODS), "method")
+    problems = _names(args.problems, list(PROBLEMS), "problem")
+    if args.scaling:
+        base, widths = args.scaling
+        problems += [f"{base}-w{width}" for width in widths]
+    task_list = tasks(problems, methods, range(args.seeds), args.budget_scale, args.device)
+    try:
+        done = sweep(task_list, args.results, jobs=args.jobs, scheduler=args.scheduler,
+                     progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
+    print(f"{done} new runs; {len(task_list)} in the sweep; results in {args.results}")
+    return 0
+
+
+def _report(args):
+    from comparisons.report import build_report
+    path = build_report(args.results, args.out)
+    print(f"report written to {path}")
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m comparisons", description=(
+        "Backprop against gradient-free training on the same networks."))
+    commands = parser.add_subparsers(dest="command", required=True)
+    quick = commands.add_parser("quick", help="a quick sweep (minutes on 2 cores) and its report")
+    _add_sweep_arguments(quick, QUICK)
+    quick.add_argument("--out", default=QUICK["out"], help="report folder")
+    full = commands.add_parser("run", help="run a sweep (default: the full one behind reports/)")
+    _add_sweep_arguments(full, FULL)
+    report = commands.add_parser("report", help="write REPORT.md and figures from results")
+    report.add_argument("--results", default=FULL["results"])
+    report.add_argument("--out", default=FULL["out"])
+    commands.add_parser("list", help="list problems and methods")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for problem in PROBLEMS.values():
+            print(f"{problem.name:10s} {problem.description}")
+        print("methods:", ", ".join(METHODS))
+        return 0
+    if args.command == "report":
+        return _report(args)
+    status = _run(args)
+    if args.command == "quick" and status == 0:
+        status = _report(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Bookkeeping shared by every gradient-free trainer (ask/tell, best so far, checkpoints).
+
+A subclass declares its option ``defaults`` and the names of its changing
+``state``, and implements ``_check_options``, ``_setup``, ``_ask`` and
+``_tell``; this class does everything else. Fixed settings (the options and
+what is derived from them in ``_setup``) are kept apart from the state, so a
+checkpoint holds the constructor arguments, the state and the random
+generator, and nothing else.
+"""
+
+import copy
+import difflib
+import math
+import numbers
+
+import numpy as np
+
+
+def closest_name_hint(value, names):
+    """Return " (did you mean 'x'?)" for the closest of ``names``, or ''."""
+    match = difflib.get_close_matches(str(value), list(names), n=1, cutoff=0.0)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``; else ValueError with the closest."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(
+            f"{name} must be one of {sorted(choices)}, got {value!r}"
+            + closest_name_hint(value, choices)
+        )
+    return value
+
+
+def check_real(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
+    """Return ``value`` as a float inside the interval, or raise ValueError."""
+    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
+    value = float(value)
+    below = value <= low if low_open else value < low
+    above = value >= high if high_open else value > high
+    if not math.isfinite(value) or below or above:
+        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
+    return value
+
+
+def check_int(name, value, low, high=None):
+    """Return ``value`` as an int in [low, high], or raise ValueError."""
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return int(value)
+
+
+def check_start_point(x0):
+    """Return ``x0`` as a new 1-D float64 array of finite values, or raise ValueError."""
+    try:
+        x = np.array(x0, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"x0 must be a 1-D array of finite floats, got {x0!r}") from error
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x0 must be a non-empty 1-D array, got shape {x.shape}")
+    bad = np.flatnonzero(~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"x0 must be finite, got non-finite values at indices {bad.tolist()}")
+    return x
+
+
+class Trainer:
+    """Ask/tell minimiser of a black-box loss over vectors of length ``len(x0)``.
+
+    ``ask()`` returns a (P, D) matrix of candidates; ``tell(losses)`` takes
+    their P losses (non-finite losses count as +inf and as evaluations).
+    Constructor: ``x0`` the (D,) start, ``sigma0`` the initial spread or step,
+    ``seed`` for PCG64, ``popsize`` P (None: the method's default), and the
+    method's options, named in its ``defaults``.
+    """
+
+    name = ""
+    defaults = {}
+    state_names = ()
+    min_popsize = 1
+    max_popsize = None
+    _bookkeeping = ("best", "best_loss", "nfev", "generation", "asked")
+
+    def __init__(self, x0, sigma0=0.5, seed=0, popsize=None, **options):
+        self.x0 = check_start_point(x0)
+        self.dim = self.x0.size
+        self.sigma0 = check_real("sigma0", sigma0, 0.0, low_open=True)
+        self.seed = check_int("seed", seed, 0)
+        if popsize is None:
+            popsize = self.default_popsize(self.dim)
+        self.popsize = check_int("popsize", popsize, self.min_popsize, self.max_popsize)
+        for key in options:
+            if key not in self.defaults:
+                raise ValueError(
+                    f"unknown option {key!r} for {self.name!r}; valid options are "
+                    f"{sorted(self.defaults)}" + closest_name_hint(key, self.defaults)
+                )
+        self.options = {**self.defaults, **options}
+        for key, value in self._check_options(dict(self.options)).items():
+            setattr(self, key, value)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
+        self.best = self.x0.copy()
+        self.best_loss = math.inf
+        self.nfev = 0
+        self.generation = 0
+        self.asked = None
+        self._setup()
+
+    @classmethod
+    def default_popsize(cls, dim):
+        return cls.min_popsize
+
+    def _check_options(self, options):
+        """Validate ``options`` and return them (possibly converted)."""
+        return options
+
+    def _setup(self):
+        """Derive fixed settings from the options and initialise the state."""
+
+    def _ask(self):
+        raise NotImplementedError
+
+    def _tell(self, X, losses):
+        raise NotImplementedError
+
+    def _stop_reasons(self):
+        return {}
+
+    def ask(self):
+        """Return the next (P, D) float64 C-contiguous matrix of candidates."""
+        if self.asked is not None:
+            raise RuntimeError("ask() called twice without tell(); tell the losses of the last ask first")
+        self.asked = np.ascontiguousarray(self._ask(), dtype=np.float64)
+        return self.asked.copy()
+
+    def tell(self, losses):
+        """Update the state with the losses of the candidates of the last ``ask()``."""
+        if self.asked is None:
+            raise RuntimeError("tell() called before ask(); call ask() to get candidates first")
+        expected = (self.asked.shape[0],)
+        try:
+            losses = np.array(losses, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"losses must be {expected[0]} real numbers, got {losses!r}") from error
+        if losses.shape != expected:
+            raise ValueError(f"losses must have shape {expected} (one per candidate of the last ask), "
+                             f"got shape {losses.shape}")
+        losses[~np.isfinite(losses)] = np.inf
+        X, self.asked = self.asked, None
+        self.nfev += losses.size
+        i = int(np.argmin(losses))
+        if losses[i] < self.best_loss:
+            self.best, self.best_loss = X[i].copy(), float(losses[i])
+        self._tell(X, losses)
+        self.generation += 1
+
+    def stop(self):
+        """Return the method's stop reasons as {name: threshold}; empty while none holds."""
+        return dict(self._stop_reasons())
+
+    def state_dict(self):
+        """Return a deep copy of the configuration, the state and the generator state."""
+        config = {"x0": self.x0, "sigma0": self.sigma0, "seed": self.seed, "popsize": self.popsize,
+                  **self.options}
+        names = self._bookkeeping + tuple(self.state_names)
+        return copy.deepcopy({
+            "method": self.name,
+            "config": config,
+            "state": {name: getattr(self, name) for name in names},
+            "rng": self.rng.bit_generator.state,
+        })
+
+    @classmethod
+    def from_state_dict(cls, state_dict):
+        """Rebuild a trainer that continues exactly where ``state_dict`` was taken."""
+        if state_dict.get("method") != cls.name:
+            raise ValueError(f"state_dict is for method {state_dict.get('method')!r}, not {cls.name!r}")
+        trainer = cls(**state_dict["config"])
+        for name, value in copy.deepcopy(state_dict["state"]).items():
+            setattr(trainer, name, value)
+        trainer.rng.bit_generator.state = copy.deepcopy(state_dict["rng"])
+        return trainer

@@ -1,0 +1,221 @@
+"""CMA-ES with a full covariance matrix, and its separable (diagonal) variant.
+
+N. Hansen, "The CMA Evolution Strategy: A Tutorial", arXiv:1604.00772 (2016).
+Settings follow its Table 1 (including the negative "active" weights) and
+the update follows its Appendix A summary; equation numbers below are those
+of arXiv version 2. Symbols as in the tutorial: ``mean`` is m, ``sigma`` is sigma,
+``C = B diag(D**2) B^T``, ``pc``/``ps`` are p_c/p_sigma.
+
+R. Ros and N. Hansen, "A Simple Modification in CMA-ES Achieving Linear Time
+and Space Complexity", PPSN X (2008): sep-CMA-ES keeps only diag(C) and
+multiplies the covariance learning rates by (n + 2) / 3.
+"""
+
+import math
+
+import numpy as np
+from scipy.linalg.blas import dsyrk
+
+from comparisons.trainers.base import Trainer, check_real
+
+
+def expected_norm(n):
+    """E||N(0, I)|| in dimension n, the approximation under eq. (44)."""
+    return math.sqrt(n) * (1.0 - 1.0 / (4.0 * n) + 1.0 / (21.0 * n * n))
+
+
+class CMAParameters:
+    """The fixed strategy parameters of Table 1 for dimension n and population lam."""
+
+    def __init__(self, n, lam, rate_factor=1.0):
+        self.n, self.lam = n, lam
+        self.mu = lam // 2
+        # Table 1, eq. (49): preliminary weights w'_i
+        w_prime = math.log((lam + 1) / 2) - np.log(np.arange(1, lam + 1))
+        positive, negative = w_prime[: self.mu], w_prime[self.mu:]
+        # Table 1: variance effective selection mass, mu_eff and mu_eff^-
+        self.mueff = positive.sum() ** 2 / (positive ** 2).sum()
+        mueff_minus = negative.sum() ** 2 / (negative ** 2).sum()
+        # Table 1: cumulation and learning rates (sep-CMA-ES: rates times (n + 2) / 3)
+        alpha_cov = 2.0
+        self.cc = (4 + self.mueff / n) / (n + 4 + 2 * self.mueff / n)
+        self.cs = (self.mueff + 2) / (n + self.mueff + 5)
+        self.c1 = min(1.0, rate_factor * alpha_cov / ((n + 1.3) ** 2 + self.mueff))
+        self.cmu = min(
+            1 - self.c1,
+            rate_factor * alpha_cov * (0.25 + self.mueff + 1 / self.mueff - 2)
+            / ((n + 2) ** 2 + alpha_cov * self.mueff / 2),
+        )
+        # Table 1, eq. (50)-(53): positive weights sum to one, negative ones are bounded
+        alpha_mu = 1 + self.c1 / self.cmu
+        alpha_mueff = 1 + 2 * mueff_minus / (self.mueff + 2)
+        alpha_posdef = (1 - self.c1 - self.cmu) / (n * self.cmu)
+        self.weights = np.concatenate([
+            positive / positive.sum(),
+            min(alpha_mu, alpha_mueff, alpha_posdef) * negative / -negative.sum(),
+        ])
+        # Table 1: mean learning rate c_m and step-size damping d_sigma
+        self.cm = 1.0
+        self.damps = 1 + 2 * max(0.0, math.sqrt((self.mueff - 1) / (n + 1)) - 1) + self.cs
+        self.chiN = expected_norm(n)
+        # Lazy decomposition: C moves by about (c1 + cmu) per generation, so
+        # B and D are refreshed every lam / (c1 + cmu) / n / 10 generations.
+        self.eigen_gap = max(1, int(lam / (self.c1 + self.cmu) / n / 10))
+
+
+class CMAES(Trainer):
+    """(mu/mu_W, lambda)-CMA-ES with rank-one, rank-mu and active updates."""
+
+    name = "cmaes"
+    defaults = {"tolfun": 1e-12, "tolx": 1e-11, "max_condition": 1e14}
+    state_names = ("mean", "sigma", "C", "B", "D", "pc", "ps", "Z", "eigen_generation",
+                   "best_history", "last_worst")
+    min_popsize = 2
+
+    @classmethod
+    def default_popsize(cls, dim):
+        # Table 1: lambda = 4 + floor(3 ln n)
+        return 4 + int(3 * math.log(dim))
+
+    @staticmethod
+    def rate_factor(n):
+        """Factor on the covariance learning rates c1 and cmu."""
+        return 1.0
+
+    def _check_options(self, options):
+        options["tolfun"] = check_real("tolfun", options["tolfun"], 0.0)
+        options["tolx"] = check_real("tolx", options["tolx"], 0.0)
+        options["max_condition"] = check_real("max_condition", options["max_condition"], 1.0,
+                                              low_open=True)
+        return options
+
+    def _setup(self):
+        n = self.dim
+        self.params = CMAParameters(n, self.popsize, self.rate_factor(n))
+        self.history_length = 10 + math.ceil(30 * n / self.popsize)
+        self.mean = self.x0.copy()
+        self.sigma = self.sigma0
+        self.pc = np.zeros(n)
+        self.ps = np.zeros(n)
+        self.Z = None
+        self.eigen_generation = 0
+        self.best_history = []
+        self.last_worst = math.inf
+        self._init_covariance()
+
+    def _init_covariance(self):
+        n = self.dim
+        self.C, self.B, self.D = np.eye(n), np.eye(n), np.ones(n)
+
+    def _sample_y(self, Z):
+        """y = B D z for each row z of Z (eq. 38)."""
+        return (Z * self.D) @ self.B.T
+
+    def _whiten(self, z_w):
+        """C^(-1/2) <y>_w for <y>_w = B D z_w: B z_w."""
+        return self.B @ z_w
+
+    def _diag_C(self):
+        return np.diag(self.C)
+
+    def _update_C(self, decay, coefficients, Y):
+        """C <- decay C + sum_i coefficients_i y_i y_i^T (eq. 47), in place.
+
+        Two BLAS symmetric rank-k updates (positive, then negative
+        coefficients) write only the lower triangle of C, which is all that
+        np.linalg.eigh reads; the upper triangle is left stale.
+        """
+        positive = coefficients > 0
+        for sign, rows, beta in ((1.0, positive, decay), (-1.0, ~positive, 1.0)):
+            if rows.any():
+                A = np.sqrt(sign * coefficients[rows])[:, None] * Y[rows]
+                # C^T is Fortran-ordered: its upper triangle is the lower triangle of C
+                self.C = dsyrk(sign, A.T, beta=beta, c=self.C.T, lower=0, overwrite_c=True).T
+
+    def _decompose(self):
+        """B, D from C = B diag(D^2) B^T, at most every eigen_gap generations."""
+        if self.generation - self.eigen_generation < self.params.eigen_gap:
+            return
+        self.eigen_generation = self.generation
+        eigenvalues, self.B = np.linalg.eigh(self.C, UPLO="L")
+        self.D = np.sqrt(np.maximum(eigenvalues, eigenvalues[-1] * 1e-20))
+
+    def _ask(self):
+        self._decompose()
+        # eq. (38)-(40): x_k = m + sigma y_k, y_k = B D z_k, z_k ~ N(0, I)
+        self.Z = self.rng.standard_normal((self.popsize, self.dim))
+        return self.mean + self.sigma * self._sample_y(self.Z)
+
+    def _tell(self, X, losses):
+        """One generation of Appendix A: mean, step size, then covariance."""
+        p, n = self.params, self.dim
+        order = np.argsort(losses, kind="stable")
+        Y = (X[order] - self.mean) / self.sigma
+        Z = self.Z[order]
+        self.Z = None
+        w_pos = p.weights[: p.mu]
+        # eq. (41)-(42): selection and recombination, <y>_w = sum_{i<=mu} w_i y_{i:lambda}
+        y_w = w_pos @ Y[: p.mu]
+        self.mean = self.mean + p.cm * self.sigma * y_w
+        # eq. (43): cumulation for step-size control, C^(-1/2) <y>_w = B <z>_w
+        z_w = w_pos @ Z[: p.mu]
+        self.ps = (1 - p.cs) * self.ps + math.sqrt(p.cs * (2 - p.cs) * p.mueff) * self._whiten(z_w)
+        # eq. (44): step-size update
+        ps_norm = np.linalg.norm(self.ps)
+        self.sigma *= math.exp(p.cs / p.damps * (ps_norm / p.chiN - 1))
+        # eq. (45): cumulation for the rank-one update, stalled by h_sigma
+        ps_bias = math.sqrt(1 - (1 - p.cs) ** (2 * (self.generation + 1)))
+        hsig = ps_norm / ps_bias < (1.4 + 2 / (n + 1)) * p.chiN
+        self.pc = (1 - p.cc) * self.pc + hsig * math.sqrt(p.cc * (2 - p.cc) * p.mueff) * y_w
+        # eq. (46): negative weights rescaled by n / ||C^(-1/2) y_i||^2 = n / ||z_i||^2
+        z_norms2 = np.maximum((Z * Z).sum(axis=1), 1e-300)
+        w_circ = np.where(p.weights >= 0, p.weights, p.weights * n / z_norms2)
+        # eq. (47): rank-one and rank-mu update of C
+        delta_hsig = (1 - hsig) * p.cc * (2 - p.cc)
+        decay = 1 + p.c1 * delta_hsig - p.c1 - p.cmu * p.weights.sum()
+        coefficients = np.concatenate([[p.c1], p.cmu * w_circ])
+        self._update_C(decay, coefficients, np.vstack([self.pc, Y]))
+        self.best_history = (self.best_history + [float(losses[order[0]])])[-self.history_length:]
+        self.last_worst = float(losses[order[-1]])
+
+    def _stop_reasons(self):
+        reasons = {}
+        if self.generation == 0:
+            return reasons
+        recent = self.best_history + [self.last_worst]
+        if np.isfinite(recent).all() and max(recent) - min(recent) < self.tolfun:
+            reasons["tolfun"] = self.tolfun
+        scale = self.sigma * np.concatenate([np.sqrt(self._diag_C()), np.abs(self.pc)])
+        if np.all(scale < self.tolx):
+            reasons["tolx"] = self.tolx
+        if (self.D.max() / self.D.min()) ** 2 > self.max_condition:
+            reasons["conditioncov"] = self.max_condition
+        return reasons
+
+
+class SepCMAES(CMAES):
+    """sep-CMA-ES (Ros & Hansen 2008): diagonal C, O(n) time and memory per sample."""
+
+    name = "sep-cmaes"
+
+    @staticmethod
+    def rate_factor(n):
+        return (n + 2) / 3
+
+    def _init_covariance(self):
+        self.C, self.B, self.D = np.ones(self.dim), None, np.ones(self.dim)
+
+    def _sample_y(self, Z):
+        return Z * self.D
+
+    def _whiten(self, z_w):
+        return z_w
+
+    def _diag_C(self):
+        return self.C
+
+    def _update_C(self, decay, coefficients, Y):
+        self.C = decay * self.C + coefficients @ (Y * Y)
+
+    def _decompose(self):
+        self.D = np.sqrt(np.maximum(self.C, 1e-300))
