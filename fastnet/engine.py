@@ -6,8 +6,6 @@ backend fulfils; ``Network`` never calls a kernel directly.
 """
 import numpy as np
 
-from fastnet.optim import OptState
-
 from fastnet.backends import cpu
 
 #: rows per chunk when a whole data set is forwarded (bounds the work buffers)
@@ -65,42 +63,41 @@ class CpuEngine:
 class CpuEpochRunner:
     """Everything one ``fit`` needs, allocated once: a whole epoch is one call.
 
+    The run is packed into four arrays — ``params``, ``work`` (gradient,
+    optimiser moments, work buffers), ``layout`` (topology, optimiser kind,
+    seed, step count) and ``hyper`` (optimiser settings, learning rate,
+    dropout rates) — so that a step is one cheap compiled call.
+
     The runner contract (a backend's runner may keep the parameters on its
-    device): ``run_epoch``, ``snapshot`` / ``restore`` of the parameters,
-    ``evaluate`` on held-out data with the current parameters, and ``sync``,
-    which makes ``params`` (the network's host vector) current.
+    device): ``run_epoch``, ``step``, ``snapshot`` / ``restore`` of the
+    parameters, ``evaluate`` on held-out data with the current parameters,
+    and ``sync``, which makes ``params`` (the network's host vector) current.
     """
 
     def __init__(self, engine, params, X, Y, batch_size, optimizer, dropout, seed):
         self.engine = engine
         self.params, self.X, self.Y = params, X, Y
-        self.batch_size = batch_size
         self.optimizer = optimizer
-        self.state = optimizer.init(params)
-        self.hyper = optimizer.hyper(params.dtype)
-        self.dropout = np.zeros(len(engine.sizes), np.float64)
-        self.dropout[:len(dropout)] = dropout
-        self.seed = seed
-        self.grad = np.empty_like(params)
+        sizes, acts = engine.sizes, engine.acts
+        self.layout = np.concatenate([[len(acts), optimizer.kind, engine.loss_id, seed, 0, 0],
+                                      sizes, acts]).astype(np.int64)
+        self.hyper = np.concatenate([optimizer.hyper(params.dtype),
+                                     np.zeros(len(acts), params.dtype)]).astype(params.dtype)
+        self.hyper[cpu.N_HYPER:cpu.N_HYPER + len(dropout)] = dropout
         self._allocate(batch_size)
 
-    def _allocate(self, rows):
-        """Work buffers for batches of up to ``rows`` samples."""
-        self.capacity = rows
-        self.Xb = np.empty(rows * self.engine.sizes[0], self.params.dtype)
-        self.Yb = np.empty(rows * self.engine.sizes[-1], self.params.dtype)
-        self.Z, self.A, self.D = self.engine._buffers(rows, 3)
+    def _allocate(self, batch):
+        """The work vector for batches of up to ``batch`` samples (zeroed moments)."""
+        sizes = self.engine.sizes
+        self.layout[cpu.S_BATCH] = batch
+        length = 3 * self.params.size + batch * (3 * self.engine.units + sizes[0] + sizes[-1])
+        self.work = np.zeros(length, self.params.dtype)
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
-        m, v, t = self.state
-        e = self.engine
-        loss, correct, t, finite = cpu.train_epoch(
-            self.params, self.grad, m, v, t, self.optimizer.kind, self.hyper,
-            self.params.dtype.type(lr), self.X, self.Y, order, self.batch_size,
-            e.sizes, e.acts, e.loss_id, self.dropout, self.seed,
-            self.Xb, self.Yb, self.Z, self.A, self.D)
-        self.state = self.state._replace(t=int(t))
+        self.hyper[cpu.H_LR] = lr
+        loss, correct, finite = cpu.fit_epoch(self.params, self.work, self.layout, self.hyper,
+                                              self.X, self.Y, order)
         return float(loss), int(correct), bool(finite)
 
     def step(self, X, Y, lr):
@@ -108,16 +105,12 @@ class CpuEpochRunner:
 
         A loss that is not finite updates nothing.
         """
-        if X.shape[0] > self.capacity:
+        if X.shape[0] > self.layout[cpu.S_BATCH]:
+            moments = self.work[self.params.size:3 * self.params.size].copy()
             self._allocate(X.shape[0])
-        m, v, t = self.state
-        e = self.engine
-        loss = cpu.train_step(self.params, self.grad, m, v, t, self.optimizer.kind, self.hyper,
-                              self.params.dtype.type(lr), X, Y, e.sizes, e.acts, e.loss_id,
-                              self.dropout, self.seed, self.Z, self.A, self.D)
-        if loss == loss and abs(loss) != np.inf:
-            self.state = OptState(m, v, t + 1)
-        return loss
+            self.work[self.params.size:3 * self.params.size] = moments
+        self.hyper[cpu.H_LR] = lr
+        return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 
     def snapshot(self):
         return self.params.copy()

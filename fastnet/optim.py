@@ -127,11 +127,11 @@ class Optimizer:
 
     def step(self, params, grad, state, epoch=0):
         """Update ``params`` in place from ``grad``; return the new state."""
-        dtype = params.dtype.type
         t = state.t + 1
+        hyper = self.hyper(params.dtype)
+        hyper[cpu.H_LR] = self.lr_at(epoch)
         cpu.optimizer_step(params, np.ascontiguousarray(grad, params.dtype), state.m,
-                           state.v, t, self.kind, self.hyper(params.dtype),
-                           dtype(self.lr_at(epoch)))
+                           state.v, t, self.kind, hyper)
         return OptState(state.m, state.v, t)
 
 

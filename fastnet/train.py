@@ -193,23 +193,35 @@ class StepTrainer:
         self.runner = net.engine.trainer(net.params, empty_X, empty_Y,
                                          check_int("batch_size", batch_size), self.optimizer,
                                          rates, int(rng.integers(2 ** 62)))
+        # Cached for the fast path, which costs a few attribute reads per step.
+        self._dtype = net.dtype
+        self._widths = (net.n_inputs, net.n_outputs)
         self.epoch = 0
 
+    @property
+    def epoch(self):
+        return self._epoch
+
+    @epoch.setter
+    def epoch(self, epoch):
+        self._epoch = check_int("epoch", epoch, 0)
+        self._lr = self.optimizer.lr_at(self._epoch)
+
     def _ready(self, array, columns):
-        return (type(array) is np.ndarray and array.dtype == self.net.dtype
+        return (type(array) is np.ndarray and array.dtype is self._dtype
                 and array.ndim == 2 and array.shape[1] == columns
                 and array.flags.c_contiguous and array.shape[0] > 0)
 
     def step(self, X, y):
         """Forward, backward and update on one batch; returns the batch's mean loss."""
-        net = self.net
-        if not self._ready(X, net.n_inputs):
-            X = net._inputs(X)
-        Y = y if self._ready(y, net.n_outputs) else net.targets(y)
+        n_in, n_out = self._widths
+        if not self._ready(X, n_in):
+            X = self.net._inputs(X)
+        Y = y if self._ready(y, n_out) else self.net.targets(y)
         if X.shape[0] != Y.shape[0]:
             check_same_length("X", X, "y", Y)
-        loss = self.runner.step(X, Y, self.optimizer.lr_at(self.epoch))
+        loss = self.runner.step(X, Y, self._lr)
         if not math.isfinite(loss):
             raise ValueError(f"the batch loss is {loss}: X or y holds NaN or inf, or training "
                              "diverged; the parameters were not updated")
-        return float(loss)
+        return loss

@@ -32,9 +32,14 @@ inline = njit(inline="always", fastmath=FASTMATH)
 BLAS_MIN_WORK = 32 * 32 * 32
 
 SGD, RMSPROP, ADAM = range(3)
-#: indices into the optimiser's ``hyper`` vector
+#: indices into the optimiser's ``hyper`` vector (in a training run, the
+#: dropout rate of each hidden layer follows at N_HYPER + l)
 (H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_WEIGHT_DECAY,
- H_DECOUPLED, H_CLIP_NORM, H_CLIP_VALUE, H_ALPHA, N_HYPER) = range(11)
+ H_DECOUPLED, H_CLIP_NORM, H_CLIP_VALUE, H_ALPHA, H_LR, N_HYPER) = range(12)
+#: A training run packs its integers into one ``layout`` vector: these
+#: scalars, then sizes (n_layers + 1), then activation ids (n_layers).
+#: Few arguments make a step a cheap call (Numba's dispatch costs per argument).
+(S_LAYERS, S_KIND, S_LOSS, S_SEED, S_STEP, S_BATCH, S_SIZES) = range(7)
 
 
 # ----------------------------------------------------------------- layout
@@ -223,7 +228,7 @@ def hidden_delta(D, Z, A, kind, rate, seed, step, layer):
 
 # ------------------------------------------------------------- optimiser
 @kernel
-def optimizer_step(params, grad, m, v, t, kind, hyper, lr):
+def optimizer_step(params, grad, m, v, t, kind, hyper):
     """One fused update of ``params`` in place (PyTorch's update rules).
 
     Clipping by global norm (coefficient max_norm / (norm + 1e-6), as
@@ -231,6 +236,7 @@ def optimizer_step(params, grad, m, v, t, kind, hyper, lr):
     (added to the gradient) or decoupled decay (AdamW), then the step.
     """
     one = params.dtype.type(1.0)
+    lr = hyper[H_LR]
     clip_norm = hyper[H_CLIP_NORM]
     coef = one
     if clip_norm > 0:
@@ -272,8 +278,8 @@ def optimizer_step(params, grad, m, v, t, kind, hyper, lr):
 
 
 # --------------------------------------------------------------- drivers
-@kernel
-def train_step(params, grad, m, v, t, kind, hyper, lr, X, Y, sizes, acts, loss, dropout,
+@inline
+def train_step(params, grad, m, v, t, kind, hyper, X, Y, sizes, acts, loss, dropout,
                seed, Z, A, D):
     """One mini-batch step on all rows of X, Y, the (t+1)-th of the run.
 
@@ -287,39 +293,83 @@ def train_step(params, grad, m, v, t, kind, hyper, lr, X, Y, sizes, acts, loss, 
     if np.isfinite(batch_loss):
         backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows,
                       params.dtype.type(1.0 / denom), dropout, seed, t)
-        optimizer_step(params, grad, m, v, t + 1, kind, hyper, lr)
+        optimizer_step(params, grad, m, v, t + 1, kind, hyper)
+    return batch_loss
+
+
+@inline
+def run_layout(layout):
+    """(sizes, activation ids) views of a training run's ``layout`` vector."""
+    n_layers = layout[S_LAYERS]
+    sizes = layout[S_SIZES:S_SIZES + n_layers + 1]
+    return sizes, layout[S_SIZES + n_layers + 1:S_SIZES + 2 * n_layers + 1]
+
+
+@inline
+def run_buffers(work, n_params, sizes, batch):
+    """Views of a training run's ``work`` vector:
+    grad, m, v (n_params each), then Z, A, D (batch x units), then Xb, Yb."""
+    units = 0
+    for k in range(1, sizes.size):
+        units += sizes[k]
+    grad = work[:n_params]
+    m = work[n_params:2 * n_params]
+    v = work[2 * n_params:3 * n_params]
+    start = 3 * n_params
+    Z = work[start:start + batch * units]
+    A = work[start + batch * units:start + 2 * batch * units]
+    D = work[start + 2 * batch * units:start + 3 * batch * units]
+    start += 3 * batch * units
+    Xb = work[start:start + batch * sizes[0]]
+    Yb = work[start + batch * sizes[0]:start + batch * (sizes[0] + sizes[sizes.size - 1])]
+    return grad, m, v, Z, A, D, Xb, Yb
+
+
+@kernel
+def fit_step(params, work, layout, hyper, X, Y):
+    """One step of a packed training run on the batch X, Y; counts it in layout."""
+    sizes, acts = run_layout(layout)
+    grad, m, v, Z, A, D, _, _ = run_buffers(work, params.size, sizes, layout[S_BATCH])
+    batch_loss = train_step(params, grad, m, v, layout[S_STEP], layout[S_KIND], hyper, X, Y,
+                            sizes, acts, layout[S_LOSS], hyper[N_HYPER:], layout[S_SEED],
+                            Z, A, D)
+    if np.isfinite(batch_loss):
+        layout[S_STEP] += 1
     return batch_loss
 
 
 @kernel
-def train_epoch(params, grad, m, v, t, kind, hyper, lr, X, Y, order, batch_size,
-                sizes, acts, loss, dropout, seed, Xb, Yb, Z, A, D):
-    """One epoch of mini-batch training in one call.
+def fit_epoch(params, work, layout, hyper, X, Y, order):
+    """One epoch of a packed training run in one call.
 
-    Gathers each batch (rows ``order[start:start+batch_size]``) into Xb, Yb
-    and takes a ``train_step``. Returns (mean batch loss weighted by batch
-    size, correct predictions seen while training, steps taken so far,
-    finite). Stops at the first batch whose loss is not finite.
+    Gathers each batch (rows ``order[start:start+batch]``) and takes a
+    ``train_step``. Returns (mean batch loss weighted by batch size,
+    correct predictions seen while training, finite). Stops at the first
+    batch whose loss is not finite.
     """
+    sizes, acts = run_layout(layout)
+    batch = layout[S_BATCH]
+    grad, m, v, Z, A, D, Xb, Yb = run_buffers(work, params.size, sizes, batch)
     n = order.size
     n_in, n_out = X.shape[1], Y.shape[1]
     total = 0.0
     correct = 0
-    for start in range(0, n, batch_size):
-        rows = min(batch_size, n - start)
+    for start in range(0, n, batch):
+        rows = min(batch, n - start)
         Xr = matrix_rows(Xb, rows, n_in)
         Yr = matrix_rows(Yb, rows, n_out)
         for i in range(rows):
             Xr[i] = X[order[start + i]]
             Yr[i] = Y[order[start + i]]
-        batch_loss = train_step(params, grad, m, v, t, kind, hyper, lr, Xr, Yr, sizes, acts,
-                                loss, dropout, seed, Z, A, D)
+        batch_loss = train_step(params, grad, m, v, layout[S_STEP], layout[S_KIND], hyper, Xr,
+                                Yr, sizes, acts, layout[S_LOSS], hyper[N_HYPER:],
+                                layout[S_SEED], Z, A, D)
         if not np.isfinite(batch_loss):
-            return total / max(start, 1), correct, t, False
-        t += 1
-        correct += count_correct(sizes, loss, Yr, A, rows)
+            return total / max(start, 1), correct, False
+        layout[S_STEP] += 1
+        correct += count_correct(sizes, layout[S_LOSS], Yr, A, rows)
         total += batch_loss * rows
-    return total / n, correct, t, True
+    return total / n, correct, True
 
 
 @inline
