@@ -8,6 +8,7 @@ loss and score) are neither timed nor counted.
 import math
 import time
 
+import numba
 import numpy as np
 
 import fastnet
@@ -98,7 +99,8 @@ def run(problem, method, seed, budget=None, device="cpu", options=None):
                                   record)
     record.update(trace=trace.points, fpe_to_target=trace.fpe_to_target,
                   target_loss=problem.target_loss, evals=cost.evals, fpe=cost.fpe,
-                  seconds=cost.seconds, fastnet_version=fastnet.__version__)
+                  seconds=cost.seconds, threads=numba.get_num_threads(),
+                  fastnet_version=fastnet.__version__)
     return record
 
 

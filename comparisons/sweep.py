@@ -8,7 +8,6 @@ re-run skips every run already stored.
 """
 import dataclasses
 import itertools
-import os
 
 from comparisons.problems import get_problem
 from comparisons.results import ResultsStore
@@ -40,11 +39,16 @@ def tasks(problems, methods, seeds, budget_scale=1.0, device="cpu"):
 
 
 def run_task(task):
-    """Worker entry point: one thread per worker, so that workers do not fight."""
+    """One run on one CPU thread (Numba's and BLAS's), however many workers run.
+
+    Runs are parallel across workers instead: that scales, keeps workers
+    from fighting over cores, and makes every run's seconds comparable.
+    """
     import numba
-    if os.environ.get("COMPARISONS_WORKER_THREADS"):
-        numba.set_num_threads(int(os.environ["COMPARISONS_WORKER_THREADS"]))
-    return run(task.problem, task.method, task.seed, budget=task.budget, device=task.device)
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        return run(task.problem, task.method, task.seed, budget=task.budget, device=task.device)
 
 
 def sweep(task_list, results_path, jobs=1, scheduler=None, progress=True):
@@ -93,7 +97,6 @@ def _execute(todo, jobs, scheduler):
             yield run_task(task)
     else:
         from joblib import Parallel, delayed
-        os.environ["COMPARISONS_WORKER_THREADS"] = "1"
         parallel = Parallel(n_jobs=jobs, return_as="generator_unordered")
         yield from parallel(delayed(run_task)(task) for task in todo)
 
