@@ -437,6 +437,15 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
     return total / denominator(n, Y.shape[1], loss)
 
 
+@kernel
+def population_loss_serial(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
+    """Mean loss of every row of ``thetas``, one member after another (small work)."""
+    losses = np.empty(thetas.shape[0], np.float64)
+    for p in range(thetas.shape[0]):
+        losses[p] = loss_all(thetas[p], sizes, acts, loss, X, Y, chunk, Z, A)
+    return losses
+
+
 @njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
 def population_loss(thetas, sizes, acts, loss, X, Y, chunk, W_stack, Z_stack, Z, A):
     """Mean loss of every row of ``thetas`` on all of X.

@@ -11,8 +11,9 @@ vector is W_l (n_in x n_out) followed by b_l, i.e. one C-order
 forward pass is ``[A, 1] @ [W; b]`` and the weight gradient
 ``[A, 1].T @ D`` fills dW and db in one launch.
 
-float32 kernels stay float32: constants come from ``activations`` (float32
-scalars), comparisons are against ``ZERO``, never against a Python number.
+float32 kernels stay float32: constants are float32 scalars (``constant``),
+comparisons are against ``ZERO``, never against a Python number; the one
+float64 left is the comparison inside ``dropout.dropout_keeps``.
 
 Dropout uses ``dropout.dropout_keeps``, the counter-based hash the CPU uses,
 rather than ``numba.cuda.random``'s xoroshiro128p: a unit's fate depends only
@@ -73,8 +74,9 @@ TILE = THREADS * WORK
 PADDED_DEPTH, PADDED_TILE = DEPTH + 1, TILE + 1  # +1: no bank conflicts on transposed loads
 #: threads per block of the row, reduction and population kernels (a power of two)
 LINE = 4 if SIMULATOR else 128
-#: launch policy: rows per population block; blocks of the grid-strided kernels
-POPULATION_ROWS = 3 if SIMULATOR else 64
+#: population: rows per block, and rows per thread in a layer (``dense_rows``)
+POPULATION_ROWS, STRIPE = (5, 2) if SIMULATOR else (64, 4)
+#: blocks of the grid-strided kernels
 GRID_BLOCKS, REDUCE_BLOCKS = (4, 2) if SIMULATOR else (4096, 256)
 ZERO, ONE, HALF = constant(0.0), constant(1.0), constant(0.5)
 NORM_EPS = constant(1e-6)  # torch.nn.utils.clip_grad_norm_'s epsilon
@@ -377,15 +379,23 @@ def optimizer_update(params, grad, m, v, kind, hyper, lr, step_size, sqrt_bias2,
 @device
 def dense_rows(theta, offset, source, n_in, n_out, rows, kind, target):
     """target = f(source @ W + b) for ``rows`` rows, row-major with widths n_in, n_out;
-    W and b read from ``theta`` at ``offset``. The block's threads share the work."""
+    W and b read from ``theta`` at ``offset``. A thread computes one column for
+    STRIPE rows at once, so that each weight it loads serves STRIPE products."""
     bias = offset + n_in * n_out
-    for k in range(cuda.threadIdx.x, rows * n_out, LINE):
-        i = k // n_out
-        j = k - i * n_out
-        z = ZERO
+    acc = cuda.local.array(STRIPE, theta.dtype)
+    for k in range(cuda.threadIdx.x, (rows + STRIPE - 1) // STRIPE * n_out, LINE):
+        first = k // n_out * STRIPE
+        j = k % n_out
+        for r in range(STRIPE):
+            acc[r] = ZERO
         for p in range(n_in):
-            z += source[i * n_in + p] * theta[offset + p * n_out + j]
-        target[k] = activate(z + theta[bias + j], kind)
+            w = theta[offset + p * n_out + j]
+            for r in range(STRIPE):
+                i = min(first + r, rows - 1)  # past the last row: redo it, store nothing
+                acc[r] += source[i * n_in + p] * w
+        for r in range(STRIPE):
+            if first + r < rows:
+                target[(first + r) * n_out + j] = activate(acc[r] + theta[bias + j], kind)
 
 
 @cuda.jit(cache=True)
