@@ -20,6 +20,7 @@ host X and Y once and reuses the copies while the same array objects come
 back (``DeviceData``); the validation data of a fit is copied once per fit.
 """
 import importlib.util
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -73,7 +74,7 @@ def adam_corrections(lr, beta1, beta2, t):
 
 
 class Dropout(NamedTuple):
-    """Per layer: the dropout rate (0 for none) and 1 / (1 - rate) in the dtype."""
+    """Per layer: the dropout rate (0 for none) and 1 / (1 - rate), in the dtype."""
     rates: tuple
     scales: tuple
     seed: int
@@ -149,9 +150,11 @@ class CudaEngine:
         return views
 
     def dropout(self, rates, seed):
-        rates = tuple(float(r) for r in rates) + (0.0,) * (len(self.acts) - len(rates))
-        scales = tuple(self.dtype.type(1.0 / (1.0 - r)) for r in rates)
-        return Dropout(rates, scales, int(seed))
+        """Rates in the dtype, as the CPU's training run keeps them (so the masks
+        and the scales 1 / (1 - rate) are the CPU's to the last bit)."""
+        dtype = self.dtype.type
+        rates = tuple(dtype(r) for r in rates) + (dtype(0),) * (len(self.acts) - len(rates))
+        return Dropout(rates, tuple(dtype(1.0 / (1.0 - float(r))) for r in rates), int(seed))
 
     def workspace(self, rows):
         """Work buffers for at least ``rows`` rows (grown, never shrunk)."""
@@ -310,24 +313,32 @@ class CudaEpochRunner:
         self.d_hyper = cuda.to_device(self.hyper)
         self.layers, self.grads = engine.layers(self.d_params), engine.layers(self.d_grad)
         self.dropout = engine.dropout(dropout, seed)
-        self.X, self.Y = cuda.to_device(X), cuda.to_device(Y)
-        self.X_order, self.Y_order = cuda.device_array_like(X), cuda.device_array_like(Y)
-        n = X.shape[0]
-        self.batches = [(min(batch_size, n - s), self.X_order[s:s + batch_size],
-                         self.Y_order[s:s + batch_size]) for s in range(0, n, batch_size)]
-        self.batch_rows = np.array([rows for rows, _, _ in self.batches])
-        self.validation = DeviceData(cuda, size=2)
-        self.workspace = Workspace(engine, int(self.batch_rows.max()))
-        self.sums = cuda.device_array(len(self.batches), params.dtype)
-        self.corrects = cuda.device_array(len(self.batches), np.int32)
+        self.workspace = Workspace(engine, min(batch_size, max(X.shape[0], 1)))
         self.diverged = cuda.device_array(1, np.int32)
         self.partials = cuda.device_array(_blocks(params.size, k.LINE, k.REDUCE_BLOCKS),
                                           params.dtype)
         self.squares = cuda.to_device(np.zeros(1, params.dtype))
+        self.validation = DeviceData(cuda, size=2)
+        self.step_sum = cuda.device_array(1, params.dtype)
+        self.step_correct = cuda.device_array(1, np.int32)
+        self.batches = []
+        if X.shape[0]:  # a StepTrainer's runner gets no data set
+            self._epoch_buffers(X, Y, batch_size)
+
+    def _epoch_buffers(self, X, Y, batch_size):
+        """The data, its shuffled copy cut into batches, and a slot per batch for its results."""
+        cuda, n = self.k.cuda, X.shape[0]
+        self.X, self.Y = cuda.to_device(X), cuda.to_device(Y)
+        self.X_order, self.Y_order = cuda.device_array_like(X), cuda.device_array_like(Y)
+        self.batches = [(min(batch_size, n - s), self.X_order[s:s + batch_size],
+                         self.Y_order[s:s + batch_size]) for s in range(0, n, batch_size)]
+        self.batch_rows = np.array([rows for rows, _, _ in self.batches])
+        self.sums = cuda.device_array(len(self.batches), X.dtype)
+        self.corrects = cuda.device_array(len(self.batches), np.int32)
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
-        k, e = self.k, self.engine
+        k = self.k
         d_order = k.cuda.to_device(np.ascontiguousarray(order, np.int64))
         for source, target in ((self.X, self.X_order), (self.Y, self.Y_order)):
             k.gather_rows[_blocks(target.size, k.LINE, k.GRID_BLOCKS), k.LINE](
@@ -335,15 +346,35 @@ class CudaEpochRunner:
         self.diverged.copy_to_device(np.zeros(1, np.int32))
         lr = self.dtype(lr)
         for b, (rows, X_rows, Y_rows) in enumerate(self.batches):
-            step = self.t + b
-            scale = self.dtype(1.0 / denominator(rows, e.sizes[-1], e.loss_id))
-            self.workspace.forward(self.layers, X_rows, rows, self.dropout, step)
-            self.workspace.loss_rows(Y_rows, rows, True, scale, self.sums, self.corrects, b,
-                                     self.diverged)
-            self.workspace.backward(self.layers, self.grads, X_rows, rows, False, self.dropout,
-                                    step)
-            self._update(lr, step + 1)
+            self._train(X_rows, Y_rows, rows, lr, self.t + b, self.sums, self.corrects, b)
         return self._epoch_result(self.sums.copy_to_host(), self.corrects.copy_to_host())
+
+    def step(self, X, Y, lr):
+        """One step on the batch X, Y (host or device arrays); returns its mean loss.
+
+        A loss that is not finite updates nothing. The loss is the one value
+        copied back per step.
+        """
+        cuda, rows = self.k.cuda, X.shape[0]
+        if rows > self.workspace.capacity:  # a larger batch than announced
+            self.workspace = Workspace(self.engine, rows)
+        self.diverged.copy_to_device(np.zeros(1, np.int32))
+        self._train(on_device(cuda, X), on_device(cuda, Y), rows, self.dtype(lr), self.t,
+                    self.step_sum, self.step_correct, 0)
+        e = self.engine
+        loss = float(self.step_sum.copy_to_host()[0]) / denominator(rows, e.sizes[-1], e.loss_id)
+        self.t += math.isfinite(loss)
+        return loss
+
+    def _train(self, X, Y, rows, lr, step, sums, corrects, slot):
+        """Forward, loss, backward and update on one batch, the (step + 1)-th of the run;
+        the batch's summed loss and correct predictions go to sums[slot], corrects[slot]."""
+        e, ws = self.engine, self.workspace
+        scale = self.dtype(1.0 / denominator(rows, e.sizes[-1], e.loss_id))
+        ws.forward(self.layers, X, rows, self.dropout, step)
+        ws.loss_rows(Y, rows, True, scale, sums, corrects, slot, self.diverged)
+        ws.backward(self.layers, self.grads, X, rows, False, self.dropout, step)
+        self._update(lr, step + 1)
 
     def _update(self, lr, t):
         k = self.k

@@ -6,6 +6,7 @@ backend fulfils; ``Network`` never calls a kernel directly.
 """
 import numpy as np
 
+from fastnet import updates
 from fastnet.backends import cpu
 
 #: rows per chunk when a whole data set is forwarded (bounds the work buffers)
@@ -97,7 +98,7 @@ class CpuEpochRunner:
                                       sizes, acts]).astype(np.int64)
         self.hyper = np.concatenate([optimizer.hyper(params.dtype),
                                      np.zeros(len(acts), params.dtype)]).astype(params.dtype)
-        self.hyper[cpu.N_HYPER:cpu.N_HYPER + len(dropout)] = dropout
+        self.hyper[updates.N_HYPER:updates.N_HYPER + len(dropout)] = dropout
         self._allocate(batch_size)
 
     def _allocate(self, batch):
@@ -109,7 +110,7 @@ class CpuEpochRunner:
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
-        self.hyper[cpu.H_LR] = lr
+        self.hyper[updates.H_LR] = lr
         loss, correct, finite = cpu.fit_epoch(self.params, self.work, self.layout, self.hyper,
                                               self.X, self.Y, order)
         return float(loss), int(correct), bool(finite)
@@ -123,7 +124,7 @@ class CpuEpochRunner:
             moments = self.work[self.params.size:3 * self.params.size].copy()
             self._allocate(X.shape[0])
             self.work[self.params.size:3 * self.params.size] = moments
-        self.hyper[cpu.H_LR] = lr
+        self.hyper[updates.H_LR] = lr
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 
     def snapshot(self):

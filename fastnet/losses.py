@@ -26,6 +26,7 @@ ALIASES = {"binary_cross_entropy": "bce", "ce": "cross_entropy", "nll": "cross_e
 #: the output activation each loss is fused with (mse accepts any elementwise one)
 CANONICAL_OUTPUT = {"mse": "identity", "bce": "sigmoid", "cross_entropy": "softmax"}
 TWO = np.float32(2.0)
+HALF = np.float32(0.5)
 
 
 def denominator(n_rows, n_out, loss):
@@ -92,3 +93,23 @@ def row_delta(z, a, y, loss, kind, scale, d):
     else:
         for j in range(z.size):
             d[j] = TWO * (a[j] - y[j]) * derivative(z[j], a[j], kind) * scale
+
+
+def row_correct(a, y, loss):
+    """Correct predictions in one output row: cross_entropy, 1 when the first
+    maxima of output and target coincide; bce, the outputs on the same side
+    of 0.5 as their targets; mse, 0."""
+    if loss == CROSS_ENTROPY:
+        best_a, best_y = 0, 0
+        for j in range(1, a.size):
+            if a[j] > a[best_a]:
+                best_a = j
+            if y[j] > y[best_y]:
+                best_y = j
+        return 1 if best_a == best_y else 0
+    hits = 0
+    if loss == BCE:
+        for j in range(a.size):
+            if (a[j] > HALF) == (y[j] > HALF):
+                hits += 1
+    return hits

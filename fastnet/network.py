@@ -250,7 +250,7 @@ class Network:
         config = self.config()
         config["dtype"] = dtype or self.dtype
         other = Network(**config, backend=backend or self.backend)
-        other.params = np.ascontiguousarray(self.params, dtype=other.dtype)
+        other.params = np.array(self.params, dtype=other.dtype)
         return other
 
     def save(self, path):

@@ -21,6 +21,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 
 from fastnet._checks import check_float, check_int, check_name
+from fastnet import updates
 from fastnet.backends import cpu
 
 
@@ -114,11 +115,11 @@ class Optimizer:
 
     def hyper(self, dtype):
         """The settings as the vector the compiled update reads."""
-        h = np.zeros(cpu.N_HYPER, dtype=dtype)
-        h[cpu.H_WEIGHT_DECAY] = self.weight_decay
-        h[cpu.H_DECOUPLED] = self.decoupled
-        h[cpu.H_CLIP_NORM] = self.clip_norm or 0.0
-        h[cpu.H_CLIP_VALUE] = self.clip_value or 0.0
+        h = np.zeros(updates.N_HYPER, dtype=dtype)
+        h[updates.H_WEIGHT_DECAY] = self.weight_decay
+        h[updates.H_DECOUPLED] = self.decoupled
+        h[updates.H_CLIP_NORM] = self.clip_norm or 0.0
+        h[updates.H_CLIP_VALUE] = self.clip_value or 0.0
         self._fill(h)
         return h
 
@@ -129,7 +130,7 @@ class Optimizer:
         """Update ``params`` in place from ``grad``; return the new state."""
         t = state.t + 1
         hyper = self.hyper(params.dtype)
-        hyper[cpu.H_LR] = self.lr_at(epoch)
+        hyper[updates.H_LR] = self.lr_at(epoch)
         cpu.optimizer_step(params, np.ascontiguousarray(grad, params.dtype), state.m,
                            state.v, t, self.kind, hyper)
         return OptState(state.m, state.v, t)
@@ -139,7 +140,7 @@ class Optimizer:
 class SGD(Optimizer):
     momentum: float = 0.0
     nesterov: bool = False
-    kind: ClassVar[int] = cpu.SGD
+    kind: ClassVar[int] = updates.SGD
 
     def __post_init__(self):
         super().__post_init__()
@@ -148,15 +149,15 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
 
     def _fill(self, h):
-        h[cpu.H_MOMENTUM] = self.momentum
-        h[cpu.H_NESTEROV] = self.nesterov
+        h[updates.H_MOMENTUM] = self.momentum
+        h[updates.H_NESTEROV] = self.nesterov
 
 
 @dataclasses.dataclass(frozen=True)
 class RMSprop(Optimizer):
     alpha: float = 0.99
     eps: float = 1e-8
-    kind: ClassVar[int] = cpu.RMSPROP
+    kind: ClassVar[int] = updates.RMSPROP
 
     def __post_init__(self):
         super().__post_init__()
@@ -164,8 +165,8 @@ class RMSprop(Optimizer):
         check_float("eps", self.eps, 0.0, low_open=True)
 
     def _fill(self, h):
-        h[cpu.H_ALPHA] = self.alpha
-        h[cpu.H_EPS] = self.eps
+        h[updates.H_ALPHA] = self.alpha
+        h[updates.H_EPS] = self.eps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +174,7 @@ class Adam(Optimizer):
     lr: object = 0.001
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
-    kind: ClassVar[int] = cpu.ADAM
+    kind: ClassVar[int] = updates.ADAM
 
     def __post_init__(self):
         super().__post_init__()
@@ -184,8 +185,8 @@ class Adam(Optimizer):
         check_float("eps", self.eps, 0.0, low_open=True)
 
     def _fill(self, h):
-        h[cpu.H_BETA1], h[cpu.H_BETA2] = self.betas
-        h[cpu.H_EPS] = self.eps
+        h[updates.H_BETA1], h[updates.H_BETA2] = self.betas
+        h[updates.H_EPS] = self.eps
 
 
 @dataclasses.dataclass(frozen=True)

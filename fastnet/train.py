@@ -180,7 +180,9 @@ class StepTrainer:
     straight to the compiled step; anything else is validated and converted
     first. A batch whose loss is NaN or inf (NaN in the data, or divergence)
     updates nothing and raises ValueError. ``epoch`` selects the learning
-    rate of a schedule.
+    rate of a schedule. On a GPU the parameters stay on the device between
+    steps: call ``sync()`` before reading ``net.params`` (on the CPU it is
+    always current).
     """
 
     def __init__(self, net, optimizer="adam", dropout=0.0, seed=None, batch_size=32):
@@ -225,3 +227,7 @@ class StepTrainer:
             raise ValueError(f"the batch loss is {loss}: X or y holds NaN or inf, or training "
                              "diverged; the parameters were not updated")
         return loss
+
+    def sync(self):
+        """Make ``net.params`` current (a copy from the device on the GPU)."""
+        self.runner.sync()

@@ -7,7 +7,7 @@ CPU and the GPU run the very same source.
 """
 import types
 
-from fastnet import activations, dropout, losses
+from fastnet import activations, dropout, losses, updates
 
 # In dependency order: a function may call only those listed before it.
 SHARED_FUNCTIONS = (
@@ -17,6 +17,9 @@ SHARED_FUNCTIONS = (
     losses.output_activate,
     losses.row_loss,
     losses.row_delta,
+    losses.row_correct,
+    updates.update_rules,
+    updates.updated,
     dropout.splitmix64,
     dropout.dropout_keeps,
 )

@@ -10,7 +10,7 @@ for ``rows`` samples is a C-contiguous (rows x sizes[l+1]) slice starting at
 import numpy as np
 from numba import njit, prange
 
-from fastnet.losses import BCE, CROSS_ENTROPY
+from fastnet.updates import ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_LR, N_HYPER
 from fastnet.backends._maths import compile_for
 
 _maths = compile_for(njit(inline="always"))
@@ -21,6 +21,9 @@ output_activate = _maths.output_activate
 row_loss = _maths.row_loss
 row_delta = _maths.row_delta
 dropout_keeps = _maths.dropout_keeps
+row_correct = _maths.row_correct
+update_rules = _maths.update_rules
+updated = _maths.updated
 
 # No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
@@ -31,11 +34,6 @@ inline = njit(inline="always", fastmath=FASTMATH)
 #: call overhead costs more than explicit loops (measured by comparisons.speed).
 BLAS_MIN_WORK = 32 * 32 * 32
 
-SGD, RMSPROP, ADAM = range(3)
-#: indices into the optimiser's ``hyper`` vector (in a training run, the
-#: dropout rate of each hidden layer follows at N_HYPER + l)
-(H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_WEIGHT_DECAY,
- H_DECOUPLED, H_CLIP_NORM, H_CLIP_VALUE, H_ALPHA, H_LR, N_HYPER) = range(12)
 #: A training run packs its integers into one ``layout`` vector: these
 #: scalars, then sizes (n_layers + 1), then activation ids (n_layers).
 #: Few arguments make a step a cheap call (Numba's dispatch costs per argument).
@@ -229,52 +227,27 @@ def hidden_delta(D, Z, A, kind, rate, seed, step, layer):
 # ------------------------------------------------------------- optimiser
 @kernel
 def optimizer_step(params, grad, m, v, t, kind, hyper):
-    """One fused update of ``params`` in place (PyTorch's update rules).
+    """One fused update of ``params`` in place, the t-th of the run.
 
-    Clipping by global norm (coefficient max_norm / (norm + 1e-6), as
-    torch.nn.utils.clip_grad_norm_), then by value, then L2 weight decay
-    (added to the gradient) or decoupled decay (AdamW), then the step.
+    Clipping by global norm first (coefficient max_norm / (norm + 1e-6),
+    capped at 1, as torch.nn.utils.clip_grad_norm_), then ``updated``.
     """
     one = params.dtype.type(1.0)
     lr = hyper[H_LR]
-    clip_norm = hyper[H_CLIP_NORM]
     coef = one
-    if clip_norm > 0:
+    if hyper[H_CLIP_NORM] > 0:
         squares = 0.0
         for i in range(grad.size):
             squares += grad[i] * grad[i]
-        coef = params.dtype.type(min(clip_norm / (np.sqrt(squares) + 1e-6), 1.0))
-    clip_value = hyper[H_CLIP_VALUE]
-    momentum, nesterov = hyper[H_MOMENTUM], hyper[H_NESTEROV] > 0
-    beta1, beta2, eps, alpha = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS], hyper[H_ALPHA]
-    decay, decoupled = hyper[H_WEIGHT_DECAY], hyper[H_DECOUPLED] > 0
+        coef = params.dtype.type(min(hyper[H_CLIP_NORM] / (np.sqrt(squares) + 1e-6), 1.0))
     step_size = lr
     sqrt_bias2 = one
     if kind == ADAM:
-        step_size = params.dtype.type(lr / (1.0 - beta1 ** t))
-        sqrt_bias2 = params.dtype.type(np.sqrt(1.0 - beta2 ** t))
+        step_size = params.dtype.type(lr / (1.0 - hyper[H_BETA1] ** t))
+        sqrt_bias2 = params.dtype.type(np.sqrt(1.0 - hyper[H_BETA2] ** t))
+    rules = update_rules(hyper, lr, step_size, sqrt_bias2)
     for i in range(params.size):
-        g = grad[i] * coef
-        if clip_value > 0:
-            g = min(max(g, -clip_value), clip_value)
-        p = params[i]
-        if decoupled:
-            p = p * (one - lr * decay)
-        else:
-            g = g + decay * p
-        if kind == SGD:
-            if momentum > 0:
-                m[i] = momentum * m[i] + g
-                g = g + momentum * m[i] if nesterov else m[i]
-            p = p - lr * g
-        elif kind == RMSPROP:
-            v[i] = alpha * v[i] + (one - alpha) * g * g
-            p = p - lr * g / (np.sqrt(v[i]) + eps)
-        else:
-            m[i] = beta1 * m[i] + (one - beta1) * g
-            v[i] = beta2 * v[i] + (one - beta2) * g * g
-            p = p - step_size * m[i] / (np.sqrt(v[i]) / sqrt_bias2 + eps)
-        params[i] = p
+        params[i], m[i], v[i] = updated(params[i], grad[i] * coef, m[i], v[i], kind, rules)
 
 
 # --------------------------------------------------------------- drivers
@@ -374,22 +347,11 @@ def fit_epoch(params, work, layout, hyper, X, Y, order):
 
 @inline
 def count_correct(sizes, loss, Y, A, rows):
-    """Correct predictions among ``rows`` forwarded samples (0 for regression).
-
-    cross_entropy: argmax of output and target agree, per sample;
-    bce: each output on the same side of 0.5 as its target.
-    """
+    """Correct predictions among ``rows`` forwarded samples (0 for regression)."""
     out = layer_block(A, sizes, sizes.size - 2, rows)
     correct = 0
-    if loss == CROSS_ENTROPY:
-        for i in range(rows):
-            if np.argmax(out[i]) == np.argmax(Y[i]):
-                correct += 1
-    elif loss == BCE:
-        for i in range(rows):
-            for j in range(out.shape[1]):
-                if (out[i, j] > 0.5) == (Y[i, j] > 0.5):
-                    correct += 1
+    for i in range(rows):
+        correct += row_correct(out[i], Y[i], loss)
     return correct
 
 

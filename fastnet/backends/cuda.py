@@ -12,8 +12,7 @@ forward pass is ``[A, 1] @ [W; b]`` and the weight gradient
 ``[A, 1].T @ D`` fills dW and db in one launch.
 
 float32 kernels stay float32: constants are float32 scalars (``constant``),
-comparisons are against ``ZERO``, never against a Python number; the one
-float64 left is the comparison inside ``dropout.dropout_keeps``.
+comparisons are against ``ZERO``, never against a Python number.
 
 Dropout uses ``dropout.dropout_keeps``, the counter-based hash the CPU uses,
 rather than ``numba.cuda.random``'s xoroshiro128p: a unit's fate depends only
@@ -29,10 +28,7 @@ from numba import config, cuda, int32
 
 from fastnet.activations import IDENTITY, SOFTMAX
 from fastnet.backends._maths import compile_for
-from fastnet.backends.cpu import (ADAM, H_ALPHA, H_BETA1, H_BETA2, H_CLIP_NORM, H_CLIP_VALUE,
-                                  H_DECOUPLED, H_EPS, H_MOMENTUM, H_NESTEROV, H_WEIGHT_DECAY,
-                                  RMSPROP, SGD)
-from fastnet.losses import BCE, CROSS_ENTROPY
+from fastnet.updates import H_CLIP_NORM
 
 #: the simulator runs one Python thread per CUDA thread: it gets small blocks
 SIMULATOR = bool(config.ENABLE_CUDASIM)
@@ -66,6 +62,9 @@ output_activate = _maths.output_activate
 row_loss = _maths.row_loss
 row_delta = _maths.row_delta
 dropout_keeps = _maths.dropout_keeps
+row_correct = _maths.row_correct
+update_rules = _maths.update_rules
+updated = _maths.updated
 
 #: products: a block of THREADS x THREADS threads computes a TILE x TILE block
 #: of the output, each thread WORK x WORK of it, DEPTH terms per shared stage
@@ -167,7 +166,7 @@ def forward_layer(A_in, WB, Z, A_out, rows, kind, rate, scale, seed, step, layer
             if r < rows and c < n_out:
                 z = acc[i, j]
                 a = activate(z, kind)
-                if rate > 0:
+                if rate > ZERO:
                     a = a * scale if dropout_keeps(seed, step, layer, r * n_out + c, rate) else ZERO
                 Z[r, c] = z
                 A_out[r, c] = a
@@ -205,7 +204,7 @@ def delta_back(D, WB, Z_prev, A_prev, D_prev, rows, kind, rate, scale, seed, ste
             r, c = output_cell(i, j)
             if r < rows and c < n_in:
                 g = acc[i, j]
-                if rate > 0:
+                if rate > ZERO:
                     if dropout_keeps(seed, step, layer, r * n_in + c, rate):
                         g *= scale * derivative(Z_prev[r, c], A_prev[r, c] / scale, kind)
                     else:
@@ -216,29 +215,6 @@ def delta_back(D, WB, Z_prev, A_prev, D_prev, rows, kind, rate, scale, seed, ste
 
 
 # ------------------------------------------------------------------- rows
-@device
-def row_correct(a, y, loss):
-    """Correct predictions in one output row (as the CPU's ``count_correct``).
-
-    cross_entropy: 1 when the first maxima of output and target coincide;
-    bce: the outputs on the same side of 0.5 as their targets; mse: 0.
-    """
-    if loss == CROSS_ENTROPY:
-        best_a, best_y = 0, 0
-        for j in range(1, a.size):
-            if a[j] > a[best_a]:
-                best_a = j
-            if y[j] > y[best_y]:
-                best_y = j
-        return 1 if best_a == best_y else 0
-    hits = 0
-    if loss == BCE:
-        for j in range(a.size):
-            if (a[j] > HALF) == (y[j] > HALF):
-                hits += 1
-    return hits
-
-
 @device
 def block_total(values):
     """Sum of ``values`` (one shared slot per thread of the block), by halving."""
@@ -325,40 +301,6 @@ def clip_coefficient(squares, clip_norm):
     return ONE
 
 
-@device
-def updated(p, g, m, v, kind, hyper, lr, step_size, sqrt_bias2):
-    """(p, m, v) after one step on one element: the CPU's ``optimizer_step`` rules.
-
-    Clip by value, then L2 or decoupled decay, then SGD (momentum,
-    Nesterov), RMSprop or Adam; ``step_size`` and ``sqrt_bias2`` are Adam's
-    bias corrections lr / (1 - beta1^t) and sqrt(1 - beta2^t).
-    """
-    clip_value = hyper[H_CLIP_VALUE]
-    if clip_value > ZERO:
-        g = min(max(g, -clip_value), clip_value)
-    decay = hyper[H_WEIGHT_DECAY]
-    if hyper[H_DECOUPLED] > ZERO:
-        p = p * (ONE - lr * decay)
-    else:
-        g = g + decay * p
-    if kind == SGD:
-        momentum = hyper[H_MOMENTUM]
-        if momentum > ZERO:
-            m = momentum * m + g
-            g = g + momentum * m if hyper[H_NESTEROV] > ZERO else m
-        p = p - lr * g
-    elif kind == RMSPROP:
-        alpha = hyper[H_ALPHA]
-        v = alpha * v + (ONE - alpha) * g * g
-        p = p - lr * g / (math.sqrt(v) + hyper[H_EPS])
-    elif kind == ADAM:
-        beta1, beta2 = hyper[H_BETA1], hyper[H_BETA2]
-        m = beta1 * m + (ONE - beta1) * g
-        v = beta2 * v + (ONE - beta2) * g * g
-        p = p - step_size * m / (math.sqrt(v) / sqrt_bias2 + hyper[H_EPS])
-    return p, m, v
-
-
 @cuda.jit(cache=True)
 def optimizer_update(params, grad, m, v, kind, hyper, lr, step_size, sqrt_bias2, squares,
                      diverged):
@@ -370,9 +312,9 @@ def optimizer_update(params, grad, m, v, kind, hyper, lr, step_size, sqrt_bias2,
     if diverged[0] != 0:
         return
     coef = clip_coefficient(squares[0], hyper[H_CLIP_NORM])
+    rules = update_rules(hyper, lr, step_size, sqrt_bias2)
     for i in range(cuda.grid(1), params.size, cuda.gridsize(1)):
-        params[i], m[i], v[i] = updated(params[i], grad[i] * coef, m[i], v[i], kind, hyper,
-                                        lr, step_size, sqrt_bias2)
+        params[i], m[i], v[i] = updated(params[i], grad[i] * coef, m[i], v[i], kind, rules)
 
 
 # ------------------------------------------------------------- population
