@@ -31,7 +31,10 @@ HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "softmax")
 
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
-LEAKY_SLOPE = np.float32(0.01)  # PyTorch's default negative_slope
+# PyTorch's default negative_slope, 0.01, applied as a division by 100: 100
+# is exact in float32, so a float64 kernel computes z / 100 exactly rounded,
+# where a float32 constant 0.01 would be 0.0099999998 there.
+LEAKY_DIVISOR = np.float32(100.0)
 ELU_ALPHA = ONE                 # PyTorch's default alpha
 
 
@@ -48,7 +51,7 @@ def activate(z, kind):
     if kind == RELU:
         return z if z > ZERO else ZERO
     if kind == LEAKY_RELU:
-        return z if z > ZERO else z * LEAKY_SLOPE
+        return z if z > ZERO else z / LEAKY_DIVISOR
     if kind == ELU:
         return z if z > ZERO else ELU_ALPHA * math.expm1(z)
     if kind == SOFTPLUS:
@@ -66,7 +69,7 @@ def derivative(z, a, kind):
     if kind == RELU:
         return ONE if z > ZERO else ZERO
     if kind == LEAKY_RELU:
-        return ONE if z > ZERO else LEAKY_SLOPE
+        return ONE if z > ZERO else ONE / LEAKY_DIVISOR
     if kind == ELU:
         return ONE if z > ZERO else a + ELU_ALPHA
     if kind == SOFTPLUS:

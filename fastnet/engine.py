@@ -99,7 +99,8 @@ class CpuEpochRunner:
         self.hyper = np.concatenate([optimizer.hyper(params.dtype),
                                      np.zeros(len(acts), params.dtype)]).astype(params.dtype)
         self.hyper[updates.N_HYPER:updates.N_HYPER + len(dropout)] = dropout
-        self._allocate(batch_size)
+        # An epoch never has a batch larger than the data (StepTrainer gives no data).
+        self._allocate(min(batch_size, len(X)) if len(X) else batch_size)
 
     def _allocate(self, batch):
         """The work vector for batches of up to ``batch`` samples (zeroed moments)."""

@@ -300,7 +300,14 @@ def run_buffers(work, n_params, sizes, batch):
 
 @kernel
 def fit_step(params, work, layout, hyper, X, Y):
-    """One step of a packed training run on the batch X, Y; counts it in layout."""
+    """One step of a packed training run on the batch X, Y; counts it in layout.
+
+    X and Y come unchecked (StepTrainer's fast path), so NaN or inf in them
+    returns NaN before anything is computed: a NaN does not always reach the
+    loss (relu(NaN) is 0) but would reach the weights through X^T D.
+    """
+    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+        return np.nan
     sizes, acts = run_layout(layout)
     grad, m, v, Z, A, D, _, _ = run_buffers(work, params.size, sizes, layout[S_BATCH])
     batch_loss = train_step(params, grad, m, v, layout[S_STEP], layout[S_KIND], hyper, X, Y,
