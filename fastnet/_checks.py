@@ -71,9 +71,11 @@ def check_matrix(argument, value, dtype, n_cols=None, cols_meaning="columns"):
         raise ValueError(f"{argument} is empty: got shape {array.shape}, expected at "
                          "least one row")
     if n_cols is not None and array.shape[1] != n_cols:
-        raise ValueError(f"{argument} has {array.shape[1]} {cols_meaning}, expected "
+        raise ValueError(f"{argument} has {array.shape[1]} {cols_meaning}; expected "
                          f"{n_cols}")
     array = np.ascontiguousarray(array, dtype=dtype)
+    if not array.flags.writeable:  # Numba would compile every kernel again for it
+        array = array.copy()
     check_finite(argument, array)
     return array
 

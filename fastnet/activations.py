@@ -49,7 +49,7 @@ def activate(z, kind):
     if kind == TANH:
         return math.tanh(z)
     if kind == RELU:
-        return z if z > ZERO else ZERO
+        return ZERO if z <= ZERO else z  # so that NaN passes through, as in PyTorch
     if kind == LEAKY_RELU:
         return z if z > ZERO else z / LEAKY_DIVISOR
     if kind == ELU:
@@ -69,7 +69,8 @@ def derivative(z, a, kind):
     if kind == RELU:
         return ONE if z > ZERO else ZERO
     if kind == LEAKY_RELU:
-        return ONE if z > ZERO else ONE / LEAKY_DIVISOR
+        # (1 + 0 * z) carries z's dtype, so the slope is 0.01 rounded in that dtype
+        return ONE if z > ZERO else (ONE + ZERO * z) / LEAKY_DIVISOR
     if kind == ELU:
         return ONE if z > ZERO else a + ELU_ALPHA
     if kind == SOFTPLUS:

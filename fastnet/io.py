@@ -14,6 +14,7 @@ import numpy as np
 
 FORMAT = "fastnet-network"
 FORMAT_VERSION = 1
+ZIP_MAGIC = b"PK\x03\x04"  # an .npz is a zip archive
 
 
 def save(net, path):
@@ -39,6 +40,10 @@ def load(path, backend="cpu"):
     """A Network from a file written by ``save``; clear errors for anything else."""
     from fastnet.network import Network
     path = os.fspath(path)
+    with open(path, "rb") as file:
+        if file.read(4) != ZIP_MAGIC:
+            raise ValueError(f"{path!r} is not a readable fastnet network file (not an .npz "
+                             "archive: truncated, damaged or foreign)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "header" not in archive.files or "params" not in archive.files:

@@ -14,6 +14,9 @@ DTYPES = (np.float32, np.float64)
 
 
 def _activation_names(activation, n_hidden):
+    if not isinstance(activation, (str, list, tuple)):
+        raise TypeError(f"activation must be a string naming an activation, or a list of "
+                        f"them (one per hidden layer), got {activation!r}")
     names = [activation] * n_hidden if isinstance(activation, str) else list(activation)
     if len(names) != n_hidden:
         raise ValueError(f"activation must be one name or a list of {n_hidden} names "
@@ -131,13 +134,15 @@ class Network:
         if not copy_ok:
             return array
         array = np.ascontiguousarray(array, dtype=self.dtype)
+        if not array.flags.writeable:  # a read-only array would compile every kernel again
+            array = array.copy()
         if not np.isfinite(array).all():
             raise ValueError(f"{argument} contains NaN or inf")
         return array
 
     def _inputs(self, X, argument="X"):
         return check_matrix(argument, X, self.dtype, self.n_inputs,
-                            f"features (columns); the network's first layer has")
+                            "features (columns), the network's input width")
 
     def targets(self, y, argument="y"):
         """y as the (n, n_outputs) target matrix the kernels read.

@@ -81,6 +81,10 @@ def get_schedule(name, **options):
 
 
 # ------------------------------------------------------------ optimisers
+#: the names of the ``hyper`` vector's entries, for error messages
+HYPER_NAMES = ["momentum", "nesterov", "betas[0]", "betas[1]", "eps", "weight_decay",
+               "decoupled", "clip_norm", "clip_value", "alpha", "lr"]
+
 class OptState(NamedTuple):
     m: np.ndarray   # first moment / momentum buffer
     v: np.ndarray   # second moment
@@ -113,24 +117,34 @@ class Optimizer:
     def init(self, params):
         return OptState(np.zeros_like(params), np.zeros_like(params), 0)
 
-    def hyper(self, dtype):
-        """The settings as the vector the compiled update reads."""
-        h = np.zeros(updates.N_HYPER, dtype=dtype)
+    def hyper(self, dtype, epoch=0):
+        """The settings as the vector the compiled update reads (lr of ``epoch``)."""
+        h = np.zeros(updates.N_HYPER, dtype=np.float64)
+        h[updates.H_LR] = self.lr_at(epoch)
         h[updates.H_WEIGHT_DECAY] = self.weight_decay
         h[updates.H_DECOUPLED] = self.decoupled
         h[updates.H_CLIP_NORM] = self.clip_norm or 0.0
         h[updates.H_CLIP_VALUE] = self.clip_value or 0.0
         self._fill(h)
-        return h
+        with np.errstate(over="ignore"):
+            cast = h.astype(dtype)
+        if not np.isfinite(cast).all():
+            name = HYPER_NAMES[int(np.flatnonzero(~np.isfinite(cast))[0])]
+            raise ValueError(f"{name}={h[HYPER_NAMES.index(name)]:g} overflows "
+                             f"{np.dtype(dtype).name}, the network's dtype")
+        return cast
 
     def _fill(self, h):
         """Write the subclass's own settings into ``h``."""
 
     def step(self, params, grad, state, epoch=0):
         """Update ``params`` in place from ``grad``; return the new state."""
+        for name, array in (("grad", grad), ("state.m", state.m), ("state.v", state.v)):
+            if np.shape(array) != params.shape:
+                raise ValueError(f"{name} must have the shape of params {params.shape}, "
+                                 f"got {np.shape(array)}")
         t = state.t + 1
-        hyper = self.hyper(params.dtype)
-        hyper[updates.H_LR] = self.lr_at(epoch)
+        hyper = self.hyper(params.dtype, epoch)
         cpu.optimizer_step(params, np.ascontiguousarray(grad, params.dtype), state.m,
                            state.v, t, self.kind, hyper)
         return OptState(state.m, state.v, t)

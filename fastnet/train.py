@@ -101,7 +101,7 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     runner = net.engine.trainer(net.params, X, Y, batch_size, optimizer, rates,
                                 int(rng.integers(2 ** 62)))
     history = History()
-    best = (math.inf, None, None)  # (monitored loss, epoch, parameters)
+    best = (math.inf, -1, None)  # (monitored loss, epoch, parameters)
     start = time.perf_counter()
     epoch_bar = range(epochs)
     if progress and tqdm is not None:
@@ -142,7 +142,7 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     finally:
         if hasattr(epoch_bar, "close"):
             epoch_bar.close()
-    history.best_epoch = best[1]
+    history.best_epoch = best[1] if best[1] >= 0 else None
     if restore_best and early_stopping is not None and best[2] is not None:
         runner.restore(best[2])
     runner.sync()

@@ -349,7 +349,8 @@ def fit_epoch(params, work, layout, hyper, X, Y, order):
         layout[S_STEP] += 1
         correct += count_correct(sizes, layout[S_LOSS], Yr, A, rows)
         total += batch_loss * rows
-    return total / n, correct, True
+    # The last update is seen by no loss: check that it left finite parameters.
+    return total / n, correct, bool(np.isfinite(params).all())
 
 
 @inline
