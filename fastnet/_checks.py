@@ -60,7 +60,12 @@ def check_matrix(argument, value, dtype, n_cols=None, cols_meaning="columns"):
     Lists, read-only and non-contiguous arrays are accepted (copied when
     needed); object, string and complex data are refused.
     """
-    array = np.asarray(value)
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be a 2-D array of numbers, got "
+                         f"{type(value).__name__} that NumPy cannot make an array of: "
+                         f"{error}") from None
     if array.dtype.kind not in "biuf":
         raise TypeError(f"{argument} must hold real numbers, got an array of dtype "
                         f"{array.dtype}")
@@ -73,15 +78,30 @@ def check_matrix(argument, value, dtype, n_cols=None, cols_meaning="columns"):
     if n_cols is not None and array.shape[1] != n_cols:
         raise ValueError(f"{argument} has {array.shape[1]} {cols_meaning}; expected "
                          f"{n_cols}")
-    array = np.ascontiguousarray(array, dtype=dtype)
+    original = array
+    with np.errstate(over="ignore"):   # an overflow to inf is reported below
+        array = np.ascontiguousarray(array, dtype=dtype)
     if not array.flags.writeable:  # Numba would compile every kernel again for it
         array = array.copy()
-    check_finite(argument, array)
+    try:
+        check_finite(argument, array)
+    except ValueError:
+        if original.dtype != array.dtype and np.isfinite(original).all():
+            raise ValueError(f"{argument} holds values beyond the range of {array.dtype.name} "
+                             f"(about ±{np.finfo(array.dtype).max:.3g}): they overflow to inf "
+                             "in the network's dtype") from None
+        raise
     return array
 
 
 def check_finite(argument, array):
-    if not np.isfinite(array).all():
+    """ValueError naming the first NaN or inf. min and max propagate NaN and
+    show inf, and unlike isfinite they allocate nothing the size of the data."""
+    if array.dtype.kind != "f" or array.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        low, high = array.min(), array.max()
+    if not (math.isfinite(low) and math.isfinite(high)):
         bad = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(f"{argument} contains NaN or inf (first at index "
                          f"{tuple(int(i) for i in bad)})")

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from fastnet.activations import SOFTMAX, ZERO, activate, derivative
+from fastnet.activations import SOFTMAX, ZERO, activate_row, derivative
 
 MSE, BCE, CROSS_ENTROPY = range(3)
 
@@ -34,13 +34,18 @@ def denominator(n_rows, n_out, loss):
     return n_rows if loss == CROSS_ENTROPY else n_rows * n_out
 
 
+def row_max(z):
+    top = z[0]
+    for j in range(1, z.size):
+        if z[j] > top:
+            top = z[j]
+    return top
+
+
 def output_activate(z, a, kind):
     """a = f(z) for one output row; softmax shifted by max(z) so exp never overflows."""
     if kind == SOFTMAX:
-        top = z[0]
-        for j in range(1, z.size):
-            if z[j] > top:
-                top = z[j]
+        top = row_max(z)
         total = ZERO
         for j in range(z.size):
             a[j] = math.exp(z[j] - top)
@@ -48,8 +53,7 @@ def output_activate(z, a, kind):
         for j in range(z.size):
             a[j] = a[j] / total
     else:
-        for j in range(z.size):
-            a[j] = activate(z[j], kind)
+        activate_row(z, a, kind)
 
 
 def row_loss(z, a, y, loss):
@@ -57,10 +61,7 @@ def row_loss(z, a, y, loss):
     total = ZERO
     if loss == CROSS_ENTROPY:
         # -sum_j y_j log softmax(z)_j = lse(z) * sum(y) - sum_j y_j z_j
-        top = z[0]
-        for j in range(1, z.size):
-            if z[j] > top:
-                top = z[j]
+        top = row_max(z)
         sum_exp = ZERO
         sum_y = ZERO
         for j in range(z.size):

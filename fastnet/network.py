@@ -11,6 +11,9 @@ from fastnet._checks import check_int, check_matrix, check_name, check_same_leng
 from fastnet.engine import CpuEngine
 
 DTYPES = (np.float32, np.float64)
+#: Far beyond what this engine is for, and what the kernels' (and CUDA's 32-bit
+#: grid) indexing is tested at: a bigger network is refused before allocation.
+MAX_PARAMS = 2 ** 31 - 1
 
 
 def _activation_names(activation, n_hidden):
@@ -44,6 +47,15 @@ def _output_and_loss(output, loss):
     return output, loss
 
 
+def _as_array(argument, value):
+    """np.asarray, with a message naming the argument if NumPy cannot make one."""
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{argument} must be an array of numbers, got {type(value).__name__} "
+                         f"that NumPy cannot make an array of: {error}") from None
+
+
 def _engine(backend, sizes, acts, loss, dtype):
     name = check_name("backend", backend, ("cpu", "cuda"))
     if name == "cuda":
@@ -64,16 +76,27 @@ class Network:
 
     def __init__(self, sizes, activation="relu", output=None, loss=None, init=None,
                  dtype=np.float32, seed=0, backend="cpu"):
-        sizes = list(sizes) if not isinstance(sizes, (str, bytes)) else sizes
+        try:
+            sizes = list(sizes) if not isinstance(sizes, (str, bytes)) else sizes
+        except TypeError:
+            raise TypeError(f"sizes must be a list of layer widths (input first), got "
+                            f"{sizes!r}") from None
         if not isinstance(sizes, list) or len(sizes) < 2:
             raise ValueError(f"sizes must list at least 2 layer widths (input, output), "
                              f"got {sizes!r}")
         self.sizes = tuple(check_int(f"sizes[{i}]", s) for i, s in enumerate(sizes))
+        if self.n_params > MAX_PARAMS:
+            raise ValueError(f"sizes={list(self.sizes)} makes {self.n_params:,} parameters; "
+                             f"at most {MAX_PARAMS:,} are supported")
         self.hidden_activations = _activation_names(activation, len(self.sizes) - 2)
         self.output, self.loss_name = _output_and_loss(output, loss)
-        if np.dtype(dtype) not in [np.dtype(d) for d in DTYPES]:
-            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-        self.dtype = np.dtype(dtype)
+        try:
+            kind = np.dtype(dtype)
+        except (TypeError, ValueError):
+            kind = None
+        if kind not in [np.dtype(d) for d in DTYPES]:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        self.dtype = kind
         self.seed = check_int("seed", seed, minimum=0)
         layer_acts = self.hidden_activations + [self.output]
         self.inits = [check_name("init", init, initializers.INITIALIZERS, initializers.ALIASES)
@@ -86,6 +109,17 @@ class Network:
         self.params = initializers.initialize(self.sizes, self.inits, rng, self.dtype)
 
     # -------------------------------------------------------------- layout
+    @property
+    def params(self):
+        """The flat parameter vector (C-contiguous, the network's dtype)."""
+        return self._params
+
+    @params.setter
+    def params(self, vector):
+        """Setting checks the shape, dtype and finiteness, and copies: the
+        kernels read the vector without bounds checks."""
+        self._params = np.array(self._vector("params", vector), dtype=self.dtype)
+
     @property
     def n_params(self):
         return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
@@ -125,7 +159,7 @@ class Network:
     def _vector(self, argument, vector, copy_ok=True):
         if vector is None:
             return self.params
-        array = np.asarray(vector)
+        array = _as_array(argument, vector)
         if array.shape != (self.n_params,):
             raise ValueError(f"{argument} must have shape ({self.n_params},) like params, "
                              f"got {array.shape}")
@@ -151,7 +185,7 @@ class Network:
         rows (n, n_outputs). bce: 0/1 (or [0, 1]) targets, (n,) when there is
         one output. mse: values, (n,) when there is one output.
         """
-        array = np.asarray(y)
+        array = _as_array(argument, y)
         if array.dtype.kind not in "biuf":
             raise TypeError(f"{argument} must hold numbers, got dtype {array.dtype}")
         if self.loss_name == "cross_entropy" and array.ndim == 1:
@@ -171,6 +205,8 @@ class Network:
     def _one_hot(self, labels, argument):
         if labels.size == 0:
             raise ValueError(f"{argument} is empty")
+        if labels.dtype.kind == "b":   # False / True are classes 0 and 1
+            labels = labels.astype(np.int64)
         if labels.dtype.kind == "f":
             raise TypeError(f"{argument} must be integer class labels for a classifier, got "
                             f"float dtype {labels.dtype} (use labels.astype(int) if exact)")
@@ -205,7 +241,7 @@ class Network:
 
     def population_loss(self, thetas, X, y):
         """Mean loss of every row of ``thetas`` (P x n_params), in one compiled call."""
-        thetas = np.asarray(thetas)
+        thetas = _as_array("thetas", thetas)
         if thetas.ndim != 2 or thetas.shape[1] != self.n_params:
             raise ValueError(f"thetas must have shape (P, {self.n_params}) (one parameter "
                              f"vector per row), got {thetas.shape}")

@@ -64,7 +64,11 @@ def _validation(net, X, Y, validation_split, validation_data, rng):
 
 
 def _dropout_rates(dropout, n_hidden):
-    rates = [dropout] * n_hidden if np.isscalar(dropout) else list(dropout)
+    try:
+        rates = [dropout] * n_hidden if np.isscalar(dropout) else list(dropout)
+    except TypeError:
+        raise TypeError(f"dropout must be one rate or a list of {n_hidden} rates (one per "
+                        f"hidden layer), got {dropout!r}") from None
     if len(rates) != n_hidden:
         raise ValueError(f"dropout must be one rate or a list of {n_hidden} rates (one per "
                          f"hidden layer), got {dropout!r}")
@@ -72,9 +76,28 @@ def _dropout_rates(dropout, n_hidden):
             for i, r in enumerate(rates)]
 
 
+def _check_bool(argument, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument} must be True or False, got {value!r} of type "
+                        f"{type(value).__name__}")
+    return bool(value)
+
+
+def _check_callbacks(callbacks):
+    if callable(callbacks) or not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"callbacks must be a list of functions f(net, epoch, logs), got "
+                        f"{callbacks!r}")
+    for i, callback in enumerate(callbacks):
+        if not callable(callback):
+            raise TypeError(f"callbacks[{i}] must be a function f(net, epoch, logs), got "
+                            f"{callback!r}")
+    return list(callbacks)
+
+
 def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=0.0,
         validation_data=None, early_stopping=None, restore_best=True, dropout=0.0,
-        shuffle=True, seed=None, progress=False, callbacks=()):
+        shuffle=True, seed=None, progress=False, callbacks=(), checkpoint=None,
+        checkpoint_every=1, resume=False):
     """Train ``net`` by mini-batch backpropagation; return a ``History``.
 
     optimizer: an Optimizer (``fastnet.Adam(lr=1e-3)``) or a name.
@@ -85,8 +108,20 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     callbacks: functions ``f(net, epoch, logs)``; one returning True stops.
     A loss that becomes NaN or inf stops training and puts back the
     parameters from the start of that epoch; Ctrl-C stops after the
-    current epoch and keeps what was learnt.
+    current epoch and keeps what was learnt (a second Ctrl-C stops at once).
+
+    checkpoint: a path; every ``checkpoint_every`` epochs, and when the fit
+    stops for any reason, the state after the last whole epoch is written
+    there atomically (parameters, optimiser moments and step, the random
+    generator, the history, the early-stopping best). With ``resume=True``
+    a fit continues from that file if it exists (else starts afresh) and
+    ends bit for bit where an uninterrupted fit would have, given the same
+    data and arguments (``epochs`` and ``early_stopping`` may change); a
+    checkpoint written with other data, network, optimizer, batch_size,
+    dropout, shuffle, validation split or seed is refused (ValueError).
     """
+    from fastnet.checkpoint import (FitCheckpoint, check_path, check_writable,
+                                    deferred_interrupt, describe, fingerprint)
     X = net._inputs(X)
     Y = net.targets(y)
     check_same_length("X", X, "y", Y)
@@ -96,57 +131,125 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     if early_stopping is not None:
         early_stopping = check_int("early_stopping", early_stopping)
     rates = _dropout_rates(dropout, len(net.sizes) - 2)
-    rng = np.random.default_rng(net.seed if seed is None else check_int("seed", seed, 0))
+    shuffle = _check_bool("shuffle", shuffle)
+    restore_best = _check_bool("restore_best", restore_best)
+    progress = _check_bool("progress", progress)
+    callbacks = _check_callbacks(callbacks)
+    resume = _check_bool("resume", resume)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
+    if checkpoint is not None:
+        checkpoint = check_path("checkpoint", checkpoint)
+        check_writable("checkpoint", checkpoint)
+    elif resume:
+        raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
+    fit_seed = net.seed if seed is None else check_int("seed", seed, 0)
+    rng = np.random.default_rng(fit_seed)
+    data = (fingerprint(X), fingerprint(Y)) if checkpoint is not None else None
     X, Y, X_val, Y_val = _validation(net, X, Y, validation_split, validation_data, rng)
     runner = net.engine.trainer(net.params, X, Y, batch_size, optimizer, rates,
                                 int(rng.integers(2 ** 62)))
     history = History()
     best = (math.inf, -1, None)  # (monitored loss, epoch, parameters)
-    start = time.perf_counter()
-    epoch_bar = range(epochs)
+    first_epoch = 0
+    store = None
+    if checkpoint is not None:
+        if not hasattr(runner, "state"):
+            raise ValueError(f"checkpoint= is not supported on the {net.backend!r} backend "
+                             "yet; train on backend='cpu' to checkpoint")
+        config = net.config()
+        store = FitCheckpoint(checkpoint, checkpoint_every, {
+            "network": {key: config[key] for key in ("sizes", "activation", "output", "loss",
+                                                     "dtype")},
+            "X": data[0], "y": data[1],
+            "validation_data": (None if validation_data is None else
+                                [fingerprint(X_val), fingerprint(Y_val)]),
+            "validation_split": validation_split, "seed": fit_seed,
+            "batch_size": batch_size, "optimizer": describe(optimizer), "dropout": rates,
+            "shuffle": shuffle})
+        saved = store.load(runner, rng, net.dtype) if resume else None
+        if saved is not None:
+            history = History(**saved["history"])
+            best, first_epoch = saved["best"], saved["epoch"]
+    start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
+    epoch_bar = range(first_epoch, epochs)
     if progress and tqdm is not None:
-        epoch_bar = tqdm(epoch_bar, desc="fit", unit="epoch")
+        epoch_bar = tqdm(epoch_bar, desc="fit", unit="epoch", initial=first_epoch,
+                         total=epochs)
+    if early_stopping is not None and first_epoch > 0 and \
+            first_epoch - 1 - best[1] >= early_stopping:
+        epoch_bar = ()   # the checkpointed fit had already stopped early
+        _stopped_early(history, early_stopping, best)
     try:
-        for epoch in epoch_bar:
-            snapshot = runner.snapshot()
-            order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
-            lr = optimizer.lr_at(epoch)
-            loss, correct, finite = runner.run_epoch(order, lr)
-            if not finite:
-                runner.restore(snapshot)
-                history.stopped = "diverged"
-                history.message = (f"loss became NaN or inf during epoch {epoch}; parameters "
-                                   f"restored to the start of epoch {epoch}")
-                break
-            logs = _log_epoch(net, runner, history, epoch, loss, correct, len(X), lr,
-                              X_val, Y_val, time.perf_counter() - start)
-            if hasattr(epoch_bar, "set_postfix"):
-                epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
-                                       if v is not None and k != "epoch"})
-            monitored = logs["val_loss"] if X_val is not None else loss
-            if monitored < best[0]:
-                best = (monitored, epoch, runner.snapshot())
-            if callbacks:
-                runner.sync()
-                if any(callback(net, epoch, logs) for callback in callbacks):
-                    history.stopped = "callback"
+        with deferred_interrupt() as interrupt:
+            for epoch in epoch_bar:
+                snapshot = runner.snapshot()
+                order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
+                lr = _learning_rate(optimizer, epoch)
+                loss, correct, finite = runner.run_epoch(order, lr)
+                if not finite:
+                    runner.restore(snapshot)
+                    history.stopped = "diverged"
+                    history.message = (f"loss became NaN or inf during epoch {epoch}; "
+                                       f"parameters restored to the start of epoch {epoch}")
                     break
-            if early_stopping is not None and epoch - best[1] >= early_stopping:
-                history.stopped = "early_stopping"
-                history.message = (f"no improvement for {early_stopping} epochs after "
-                                   f"epoch {best[1]}")
-                break
+                logs = _log_epoch(net, runner, history, epoch, loss, correct, len(X), lr,
+                                  X_val, Y_val, time.perf_counter() - start)
+                if hasattr(epoch_bar, "set_postfix"):
+                    epoch_bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                           if v is not None and k != "epoch"})
+                monitored = logs["val_loss"] if X_val is not None else loss
+                if monitored < best[0]:
+                    best = (monitored, epoch, runner.snapshot())
+                stop = None
+                if callbacks:
+                    runner.sync()
+                    if any(callback(net, epoch, logs) for callback in callbacks):
+                        stop = "callback"
+                if stop is None and early_stopping is not None \
+                        and epoch - best[1] >= early_stopping:
+                    stop = "early_stopping"
+                if stop is None and interrupt.requested:
+                    stop = "interrupted"
+                if store is not None:
+                    store.commit(epoch + 1, runner, rng, history, best)
+                    if stop is not None or store.due(epoch + 1):
+                        store.write()
+                if stop == "early_stopping":
+                    _stopped_early(history, early_stopping, best)
+                elif stop == "interrupted":
+                    _interrupted(history)
+                elif stop is not None:
+                    history.stopped = stop
+                if stop is not None:
+                    break
     except KeyboardInterrupt:
-        history.stopped = "interrupted"
-        history.message = "interrupted by the user; parameters kept as trained so far"
+        _interrupted(history)
     finally:
         if hasattr(epoch_bar, "close"):
             epoch_bar.close()
+        if store is not None:
+            store.write()   # the last whole epoch, if it is not in the file yet
     history.best_epoch = best[1] if best[1] >= 0 else None
     if restore_best and early_stopping is not None and best[2] is not None:
         runner.restore(best[2])
     runner.sync()
     return history
+
+
+def _learning_rate(optimizer, epoch):
+    """The optimiser's rate for ``epoch``, checked (a schedule may be any function)."""
+    return check_float(f"the learning rate of epoch {epoch} (optimizer.lr)",
+                       optimizer.lr_at(epoch), 0.0, low_open=True)
+
+
+def _stopped_early(history, patience, best):
+    history.stopped = "early_stopping"
+    history.message = f"no improvement for {patience} epochs after epoch {best[1]}"
+
+
+def _interrupted(history):
+    history.stopped = "interrupted"
+    history.message = "interrupted by the user; parameters kept as trained so far"
 
 
 def _log_epoch(net, runner, history, epoch, loss, correct, n_train, lr, X_val, Y_val,
@@ -192,9 +295,11 @@ class StepTrainer:
         rng = np.random.default_rng(net.seed if seed is None else check_int("seed", seed, 0))
         empty_X = np.empty((0, net.n_inputs), net.dtype)
         empty_Y = np.empty((0, net.n_outputs), net.dtype)
-        self.runner = net.engine.trainer(net.params, empty_X, empty_Y,
-                                         check_int("batch_size", batch_size), self.optimizer,
-                                         rates, int(rng.integers(2 ** 62)))
+        # batch_size only sizes the first work buffers (a larger batch grows
+        # them), so an absurd one is not allocated up front
+        batch_size = min(check_int("batch_size", batch_size), 4096)
+        self.runner = net.engine.trainer(net.params, empty_X, empty_Y, batch_size,
+                                         self.optimizer, rates, int(rng.integers(2 ** 62)))
         # Cached for the fast path, which costs a few attribute reads per step.
         self._dtype = net.dtype
         self._widths = (net.n_inputs, net.n_outputs)
@@ -207,12 +312,13 @@ class StepTrainer:
     @epoch.setter
     def epoch(self, epoch):
         self._epoch = check_int("epoch", epoch, 0)
-        self._lr = self.optimizer.lr_at(self._epoch)
+        self._lr = _learning_rate(self.optimizer, self._epoch)
 
     def _ready(self, array, columns):
         return (type(array) is np.ndarray and array.dtype is self._dtype
                 and array.ndim == 2 and array.shape[1] == columns
-                and array.flags.c_contiguous and array.shape[0] > 0)
+                and array.flags.c_contiguous and array.flags.writeable
+                and array.shape[0] > 0)
 
     def step(self, X, y):
         """Forward, backward and update on one batch; returns the batch's mean loss."""

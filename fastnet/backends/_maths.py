@@ -13,7 +13,10 @@ from fastnet import activations, dropout, losses, updates
 SHARED_FUNCTIONS = (
     activations.activate,
     activations.derivative,
+    activations.activate_row,
+    activations.scale_by_derivative_row,
     losses.denominator,
+    losses.row_max,
     losses.output_activate,
     losses.row_loss,
     losses.row_delta,
