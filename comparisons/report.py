@@ -157,9 +157,25 @@ def render(selection, figures, results_path, out_dir, n_records):
         lines += _figures(selection, figures)
         if selection.widened:
             lines += _scaling_tables(selection)
+    lines += _speed_section(out_dir)
     lines += _left_out(selection)
     lines += _reproduce(selection, results_path, out_dir)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _speed_section(out_dir):
+    """The engine's speed figure, when ``python -m comparisons.speed`` wrote one here."""
+    if not os.path.exists(os.path.join(out_dir, "speed.md")):
+        return []
+    lines = ["## Speed", "",
+             "How fast the engine runs the same networks as PyTorch (CPU) and the reference "
+             "implementations of the gradient-free methods, each measured in its own process "
+             "by `python -m comparisons.speed`. The tables, the machine, the thread counts "
+             "and every target met or missed are in [speed.md](speed.md).", ""]
+    if os.path.exists(os.path.join(out_dir, "figures", "speed.png")):
+        lines += ["![Speed against PyTorch per training-step shape, and GFLOP/s against "
+                  "numpy's float32 GEMM rate](figures/speed.png)", ""]
+    return lines
 
 
 def _introduction(selection, results_path, n_records):
