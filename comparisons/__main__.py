@@ -1,5 +1,7 @@
 """Command line: ``python -m comparisons {quick,run,report,list}``."""
 import argparse
+import math
+import os
 import sys
 
 from comparisons.problems import PROBLEMS
@@ -20,7 +22,10 @@ def _names(text, valid, what):
         return list(valid)
     names = [name.strip() for name in text.split(",") if name.strip()]
     for name in names:
-        base = name.partition("-w")[0] if what == "problem" else name
+        base, _, width = name.partition("-w") if what == "problem" else (name, "", "")
+        if width and not (width.isdigit() and int(width) > 0):
+            raise SystemExit(f"error: {what} {name!r}: the width after '-w' must be a whole "
+                             f"number > 0, got {width!r}")
         if base not in valid:
             import difflib
             close = difflib.get_close_matches(base, valid, n=1)
@@ -33,8 +38,8 @@ def _names(text, valid, what):
 def _positive(kind):
     def parse(text):
         value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
         return value
     return parse
 
@@ -48,7 +53,8 @@ def _add_sweep_arguments(parser, preset):
                         help="number of seeds (0..N-1)")
     parser.add_argument("--budget-scale", type=_positive(float), default=preset["budget_scale"],
                         help="multiply every problem's budget (forward-pass equivalents)")
-    parser.add_argument("--jobs", type=_positive(int), default=1, help="worker processes")
+    parser.add_argument("--jobs", type=_positive(int), default=os.cpu_count() or 1,
+                        help="worker processes (default: one per core)")
     parser.add_argument("--scheduler", default=None,
                         help="Dask scheduler address (tcp://host:port) to run the sweep on")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -72,6 +78,8 @@ def _run(args):
         done = sweep(task_list, args.results, jobs=args.jobs, scheduler=args.scheduler,
                      progress=not args.no_progress)
     except KeyboardInterrupt:
+        print(f"interrupted: every finished run is saved in {args.results}; run the same "
+              "command again to resume", file=sys.stderr)
         return 130
     print(f"{done} new runs; {len(task_list)} in the sweep; results in {args.results}")
     return 0

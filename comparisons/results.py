@@ -55,7 +55,7 @@ class ResultsStore:
                     break
                 try:
                     records.append(json.loads(line))
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, UnicodeDecodeError):   # damaged by hand
                     continue
         return records
 

@@ -12,9 +12,9 @@ import numba
 import numpy as np
 
 import fastnet
-from fastnet._checks import check_name
+from fastnet._checks import check_int, check_name
 from comparisons.budget import BACKPROP_FPE_PER_SAMPLE, Cost, LogSchedule
-from comparisons.problems import get_problem
+from comparisons.problems import Problem, get_problem
 from comparisons.trainers import get_trainer
 
 #: options for each method on networks (the trainers' own defaults otherwise)
@@ -75,9 +75,16 @@ def _prepared_data(net, problem):
 
 def run(problem, method, seed, budget=None, device="cpu", options=None):
     """Train ``problem`` (a Problem or its name) with ``method``; return a result record."""
-    problem = get_problem(problem) if isinstance(problem, str) else problem
+    if isinstance(problem, str):
+        problem = get_problem(problem)
+    elif not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a problem name or a Problem, got {problem!r}")
     method = check_name("method", method, METHODS)
-    budget = int(budget or problem.budget)
+    seed = check_int("seed", seed, 0)
+    budget = problem.budget if budget is None else check_int("budget", budget)
+    device = check_name("device", device, ("cpu", "cuda"))
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of the method's settings, got {options!r}")
     net = problem.network(seed=seed, backend=device)
     data = _prepared_data(net, problem)
     trace = Trace(net, data, budget)
@@ -130,6 +137,10 @@ def _run_gradient_free(net, data, budget, seed, method, options, trace, problem,
             break
     best = np.ascontiguousarray(trainer.best, dtype=net.dtype)
     trace.log(cost, best, trainer.best_loss, force=True)
+    if not math.isfinite(trainer.best_loss):   # NaN and inf losses count as the worst
+        record.update(status="diverged", message=(
+            "the loss was NaN or inf for every candidate: there is no finite candidate to "
+            "keep, and the last point is the starting network"))
     return cost
 
 

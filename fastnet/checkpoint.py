@@ -14,12 +14,15 @@ KeyboardInterrupt at once), so a checkpoint is written for a whole epoch or
 generation, never for half of one.
 """
 import contextlib
+import dataclasses
 import json
 import os
 import signal
+import sys
 import tempfile
 import threading
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -158,8 +161,9 @@ class _Flag:
 
 
 @contextlib.contextmanager
-def deferred_interrupt():
-    """Yield a flag whose ``requested`` turns True on the first Ctrl-C.
+def deferred_interrupt(notice=None):
+    """Yield a flag whose ``requested`` turns True on the first Ctrl-C (and
+    print ``notice`` to stderr then).
 
     Only in the main thread, and only while Python's own SIGINT handler is
     installed (a program with its own handler keeps it); elsewhere the flag
@@ -176,6 +180,8 @@ def deferred_interrupt():
         if flag.requested:
             raise KeyboardInterrupt
         flag.requested = True
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
 
     signal.signal(signal.SIGINT, handler)
     try:
@@ -199,7 +205,6 @@ def _plain(value):
 
 def describe(value):
     """A JSON-able description of an optimiser (or schedule) configuration."""
-    import dataclasses
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {"type": type(value).__name__,
                 **{f.name: describe(getattr(value, f.name)) for f in dataclasses.fields(value)}}
@@ -216,7 +221,6 @@ def describe(value):
 
 def fingerprint(array):
     """Shape, dtype and CRC-32 of a C-contiguous array: is it the same data?"""
-    import zlib
     if array is None:
         return None
     return {"shape": list(array.shape), "dtype": array.dtype.name,
@@ -235,7 +239,7 @@ class FitCheckpoint:
         self.path = path
         self.every = every
         self.arguments = _json(arguments)
-        self.committed = None   # (header, arrays) of the last whole epoch
+        self.committed = None   # (header, arrays, history, its length): the last whole epoch
         self.written = True     # nothing newer than the file to write
 
     # ---------------------------------------------------------- resuming

@@ -94,7 +94,7 @@ class Network:
             kind = np.dtype(dtype)
         except (TypeError, ValueError):
             kind = None
-        if kind not in [np.dtype(d) for d in DTYPES]:
+        if kind is None or kind not in [np.dtype(d) for d in DTYPES]:   # (None == float64)
             raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
         self.dtype = kind
         self.seed = check_int("seed", seed, minimum=0)
@@ -167,10 +167,16 @@ class Network:
             raise TypeError(f"{argument} must be a float array, got dtype {array.dtype}")
         if not copy_ok:
             return array
-        array = np.ascontiguousarray(array, dtype=self.dtype)
+        original = array
+        with np.errstate(over="ignore"):   # an overflow to inf is reported below
+            array = np.ascontiguousarray(array, dtype=self.dtype)
         if not array.flags.writeable:  # a read-only array would compile every kernel again
             array = array.copy()
         if not np.isfinite(array).all():
+            if np.isfinite(original).all():
+                raise ValueError(f"{argument} holds values beyond the range of {self.dtype.name} "
+                                 f"(about ±{np.finfo(self.dtype).max:.3g}): they overflow to "
+                                 "inf in the network's dtype")
             raise ValueError(f"{argument} contains NaN or inf")
         return array
 

@@ -119,6 +119,8 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     data and arguments (``epochs`` and ``early_stopping`` may change); a
     checkpoint written with other data, network, optimizer, batch_size,
     dropout, shuffle, validation split or seed is refused (ValueError).
+    A write is fsync'ed (milliseconds): for epochs shorter than that, give a
+    larger ``checkpoint_every``; the file never holds less than whole epochs.
     """
     from fastnet.checkpoint import (FitCheckpoint, check_path, check_writable,
                                     deferred_interrupt, describe, fingerprint)
@@ -142,6 +144,7 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
         check_writable("checkpoint", checkpoint)
     elif resume:
         raise ValueError("resume=True needs checkpoint=<path of the checkpoint file>")
+    _learning_rate(optimizer, 0)   # a schedule that is no rate fails here, not in hyper()
     fit_seed = net.seed if seed is None else check_int("seed", seed, 0)
     rng = np.random.default_rng(fit_seed)
     data = (fingerprint(X), fingerprint(Y)) if checkpoint is not None else None
@@ -172,15 +175,16 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
             best, first_epoch = saved["best"], saved["epoch"]
     start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
     epoch_bar = range(first_epoch, epochs)
-    if progress and tqdm is not None:
-        epoch_bar = tqdm(epoch_bar, desc="fit", unit="epoch", initial=first_epoch,
-                         total=epochs)
     if early_stopping is not None and first_epoch > 0 and \
             first_epoch - 1 - best[1] >= early_stopping:
         epoch_bar = ()   # the checkpointed fit had already stopped early
         _stopped_early(history, early_stopping, best)
+    elif progress and tqdm is not None:
+        epoch_bar = tqdm(epoch_bar, desc="fit", unit="epoch", initial=first_epoch,
+                         total=epochs)
     try:
-        with deferred_interrupt() as interrupt:
+        with deferred_interrupt("fit: stopping after this epoch (Ctrl-C again to stop "
+                                "now)") as interrupt:
             for epoch in epoch_bar:
                 snapshot = runner.snapshot()
                 order = rng.permutation(len(X)) if shuffle else np.arange(len(X))
@@ -239,7 +243,7 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
 def _learning_rate(optimizer, epoch):
     """The optimiser's rate for ``epoch``, checked (a schedule may be any function)."""
     return check_float(f"the learning rate of epoch {epoch} (optimizer.lr)",
-                       optimizer.lr_at(epoch), 0.0, low_open=True)
+                       optimizer.lr_at(epoch), 0.0)   # 0: a cosine schedule's end
 
 
 def _stopped_early(history, patience, best):
@@ -291,6 +295,7 @@ class StepTrainer:
     def __init__(self, net, optimizer="adam", dropout=0.0, seed=None, batch_size=32):
         self.net = net
         self.optimizer = get_optimizer(optimizer)
+        _learning_rate(self.optimizer, 0)
         rates = _dropout_rates(dropout, len(net.sizes) - 2)
         rng = np.random.default_rng(net.seed if seed is None else check_int("seed", seed, 0))
         empty_X = np.empty((0, net.n_inputs), net.dtype)

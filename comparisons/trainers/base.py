@@ -16,6 +16,10 @@ import numbers
 import numpy as np
 
 
+#: one population matrix (P x D float64) may hold at most this many values
+MAX_POPULATION_VALUES = 2 ** 28
+
+
 def closest_name_hint(value, names):
     """Return " (did you mean 'x'?)" for the closest of ``names``, or ''."""
     match = difflib.get_close_matches(str(value), list(names), n=1, cutoff=0.0)
@@ -55,8 +59,24 @@ def check_int(name, value, low, high=None):
     return int(value)
 
 
+def real_numbers(name, values):
+    """``values`` as an array, refusing complex, text and date values (which
+    NumPy would otherwise cast to floats: silently, or parsing the text)."""
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be real numbers, got {values!r}") from error
+    if array.dtype.kind not in "biufO":
+        raise ValueError(f"{name} must be real numbers, got an array of dtype {array.dtype}")
+    if array.dtype.kind == "O" and any(isinstance(v, (complex, np.complexfloating, str, bytes))
+                                       for v in array.ravel().tolist()):
+        raise ValueError(f"{name} must be real numbers, got {values!r}")
+    return array
+
+
 def check_start_point(x0):
     """Return ``x0`` as a new 1-D float64 array of finite values, or raise ValueError."""
+    x0 = real_numbers("x0", x0)
     try:
         x = np.array(x0, dtype=np.float64)
     except (TypeError, ValueError) as error:
@@ -94,11 +114,18 @@ class Trainer:
         if popsize is None:
             popsize = self.default_popsize(self.dim)
         self.popsize = check_int("popsize", popsize, self.min_popsize, self.max_popsize)
+        if self.popsize * self.dim > MAX_POPULATION_VALUES:
+            raise ValueError(
+                f"popsize={self.popsize} candidates of {self.dim} values make "
+                f"{self.popsize * self.dim:,} values per population; at most "
+                f"{MAX_POPULATION_VALUES:,} (2 GiB of float64) are allowed: pass a smaller popsize"
+            )
         for key in options:
             if key not in self.defaults:
                 raise ValueError(
                     f"unknown option {key!r} for {self.name!r}; valid options are "
-                    f"{sorted(self.defaults)}" + closest_name_hint(key, self.defaults)
+                    f"{sorted(self.defaults)}"
+                    + closest_name_hint(key, [*self.defaults, "sigma0", "popsize", "seed"])
                 )
         self.options = {**self.defaults, **options}
         for key, value in self._check_options(dict(self.options)).items():
@@ -144,7 +171,7 @@ class Trainer:
             raise RuntimeError("tell() called before ask(); call ask() to get candidates first")
         expected = (self.asked.shape[0],)
         try:
-            losses = np.array(losses, dtype=np.float64)
+            losses = np.array(real_numbers("losses", losses), dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise ValueError(f"losses must be {expected[0]} real numbers, got {losses!r}") from error
         if losses.shape != expected:
