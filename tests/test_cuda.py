@@ -34,12 +34,6 @@ TOLERANCE = {np.float32: 1e-5, np.float64: 1e-10}
 # The simulator's uint64 hash arithmetic wraps, as it should, with a warning.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
 
-if SIMULATOR:
-    # One Python thread per CUDA thread, and a manager polling them: a short
-    # switch interval makes the simulator several times faster.
-    sys.setswitchinterval(5e-5)
-
-
 def _python(code, simulator, timeout=300):
     """Run ``code`` in a fresh interpreter, with or without the simulator."""
     env = {key: value for key, value in os.environ.items() if key != "NUMBA_ENABLE_CUDASIM"}
