@@ -60,7 +60,7 @@ def write(path, header, arrays):
     try:
         handle, tmp = tempfile.mkstemp(dir=directory, prefix=".fastnet-", suffix=".npz")
     except OSError as error:
-        raise OSError(f"cannot write the checkpoint {path!r}: {error.strerror}") from error
+        raise OSError(f"cannot write {path!r}: {error.strerror}") from error
     try:
         with os.fdopen(handle, "wb") as file:
             text = json.dumps(header, allow_nan=True, separators=(",", ":"), default=_plain)
@@ -113,7 +113,7 @@ def read(path, kind, version):
         raise ValueError(f"{path!r} is not a {kind} file (format {found!r})")
     found = header.get("version")
     if isinstance(found, bool) or not isinstance(found, int) or found > version:
-        raise ValueError(f"{path!r} was written by a newer version (format version "
+        raise ValueError(f"{path!r} was written by a newer fastnet (format version "
                          f"{found!r}; this one reads up to {version})")
     return header, arrays
 
