@@ -91,10 +91,6 @@ def method_style(method):
     return (_FALLBACK[index], (0, (3, 1, 1, 1, 1, 1)), "*")
 
 
-def method_colour(method):
-    return method_style(method)[0]
-
-
 def method_sort_key(method):
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 

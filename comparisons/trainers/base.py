@@ -15,6 +15,8 @@ import numbers
 
 import numpy as np
 
+from fastnet._checks import check_float as check_real
+
 
 #: one population matrix (P x D float64) may hold at most this many values
 MAX_POPULATION_VALUES = 2 ** 28
@@ -33,19 +35,6 @@ def check_choice(name, value, choices):
             f"{name} must be one of {sorted(choices)}, got {value!r}"
             + closest_name_hint(value, choices)
         )
-    return value
-
-
-def check_real(name, value, low=-math.inf, high=math.inf, low_open=False, high_open=False):
-    """Return ``value`` as a float inside the interval, or raise ValueError."""
-    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a real number in {interval}, got {value!r}")
-    value = float(value)
-    below = value <= low if low_open else value < low
-    above = value >= high if high_open else value > high
-    if not math.isfinite(value) or below or above:
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value!r}")
     return value
 
 
