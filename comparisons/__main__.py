@@ -1,8 +1,9 @@
-"""Command line: ``python -m comparisons {quick,run,report,list}``."""
+"""Command line: ``python -m comparisons {quick,run,report,studies,list}``."""
 import argparse
 import math
 import os
 import sys
+import time
 
 from comparisons.problems import PROBLEMS
 from comparisons.runs import METHODS
@@ -92,6 +93,22 @@ def _report(args):
     return 0
 
 
+def _studies(args):
+    from comparisons import studies
+    names = _names(args.only, list(studies.STUDY_MODULES), "study")
+    for name in names:
+        start = time.perf_counter()
+        try:
+            studies.run_study(name, args.out, quick=args.quick, seed=args.seed, force=args.force)
+        except KeyboardInterrupt:
+            print(f"interrupted during {name}: every finished study is saved in "
+                  f"{os.path.join(args.out, 'studies')}; run the same command without "
+                  "--force to go on", file=sys.stderr)
+            return 130
+        print(f"{name}: done in {time.perf_counter() - start:.1f} s", flush=True)
+    return _report(args)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m comparisons", description=(
         "Backprop against gradient-free training on the same networks."))
@@ -104,15 +121,30 @@ def main(argv=None):
     report = commands.add_parser("report", help="write REPORT.md and figures from results")
     report.add_argument("--results", default=FULL["results"])
     report.add_argument("--out", default=FULL["out"])
-    commands.add_parser("list", help="list problems and methods")
+    explain = commands.add_parser("studies", help=(
+        "run the explanatory studies (classic benchmarks, gradient flow, landscapes, "
+        "hybrids...) and rewrite the report with them"))
+    explain.add_argument("--only", default="all", help="comma-separated study names")
+    explain.add_argument("--quick", action="store_true", help="small versions (seconds each)")
+    explain.add_argument("--force", action="store_true",
+                         help="re-run studies whose results are already stored")
+    explain.add_argument("--seed", type=int, default=0)
+    explain.add_argument("--results", default=FULL["results"],
+                         help="sweep results the rewritten report also draws on")
+    explain.add_argument("--out", default=FULL["out"], help="report folder")
+    commands.add_parser("list", help="list problems, methods and studies")
     args = parser.parse_args(argv)
     if args.command == "list":
         for problem in PROBLEMS.values():
             print(f"{problem.name:10s} {problem.description}")
         print("methods:", ", ".join(METHODS))
+        from comparisons.studies import STUDY_MODULES
+        print("studies:", ", ".join(STUDY_MODULES))
         return 0
     if args.command == "report":
         return _report(args)
+    if args.command == "studies":
+        return _studies(args)
     status = _run(args)
     if args.command == "quick" and status == 0:
         status = _report(args)

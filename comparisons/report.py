@@ -20,7 +20,7 @@ import tempfile
 
 import numpy as np
 
-from comparisons import plots
+from comparisons import manifest, plots, studies
 from comparisons.results import ResultsStore
 
 FIGURE_TITLES = {
@@ -130,7 +130,16 @@ def build_report(results_path, out_dir):
     selection = Selection(records)
     os.makedirs(out_dir, exist_ok=True)
     figures = {name: draw(selection.used, out_dir) for name, draw in plots.FIGURES.items()}
-    text = render(selection, figures, results_path, out_dir, len(records))
+    commands, notes = reproduce_commands(selection, results_path, out_dir)
+    stored_studies = studies.stored_results(out_dir)
+    if stored_studies:
+        commands.append(studies.command(out_dir, stored_studies))
+    the_manifest = manifest.collect(selection.used + selection.skipped, stored_studies,
+                                    commands)
+    the_manifest["notes"] = notes
+    manifest.write(the_manifest, out_dir)
+    text = render(selection, figures, results_path, out_dir, n_records=len(records),
+                  study_sections=studies.sections(stored_studies), the_manifest=the_manifest)
     path = os.path.join(out_dir, "REPORT.md")
     fd, temporary = tempfile.mkstemp(dir=out_dir, prefix=".REPORT.", suffix=".tmp")
     try:
@@ -145,7 +154,7 @@ def build_report(results_path, out_dir):
     return path
 
 
-def render(selection, figures, results_path, out_dir, n_records):
+def render(selection, figures, results_path, out_dir, n_records, study_sections, the_manifest):
     lines = ["# Backprop against gradient-free training: results", ""]
     lines += [_introduction(selection, results_path, n_records), ""]
     if not selection.used:
@@ -157,9 +166,10 @@ def render(selection, figures, results_path, out_dir, n_records):
         lines += _figures(selection, figures)
         if selection.widened:
             lines += _scaling_tables(selection)
+    lines += study_sections
     lines += _speed_section(out_dir)
     lines += _left_out(selection)
-    lines += _reproduce(selection, results_path, out_dir)
+    lines += manifest.section(the_manifest)
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -565,16 +575,16 @@ def _left_out(selection):
     return lines + [""] if lines else []
 
 
-def _reproduce(selection, results_path, out_dir):
+def reproduce_commands(selection, results_path, out_dir):
+    """(shell commands that regenerate the sweep and this report, notes on them)."""
     from comparisons.__main__ import FULL, QUICK
     from comparisons.problems import get_problem
     from comparisons.runs import METHODS
     records = selection.used + selection.skipped
-    lines = ["## Reproduce", ""]
     if not records:
-        return lines + ["`python -m comparisons quick` runs a small sweep and writes its "
-                        "report; `python -m comparisons run` then `python -m comparisons "
-                        "report` the full one.", ""]
+        return ["python -m comparisons quick"], [
+            "`python -m comparisons quick` runs a small sweep and writes its report; "
+            "`python -m comparisons run` then `python -m comparisons report` the full one."]
     methods = sorted({r["method"] for r in records}, key=plots.method_sort_key)
     seeds = sorted({r.get("seed") for r in records}, key=str)
     devices = sorted({r.get("device", "cpu") for r in records})
@@ -598,17 +608,15 @@ def _reproduce(selection, results_path, out_dir):
             and devices == ["cpu"]):
         command = f"python -m comparisons quick --results {shlex.quote(str(results_path))} " \
                   f"--out {shlex.quote(str(out_dir))}"
-        return lines + [f"`{command}` (runs the sweep, skipping runs already stored, then "
-                        "writes this report).", ""]
+        return [command], ["`quick` runs the sweep, skipping runs already stored, then writes "
+                           "this report."]
     commands = []
     for scale, problems in sorted(scales.items(), key=lambda item: str(item[0])):
         problems = sorted(problems, key=plots.problem_sort_key)
         names = [p for p in problems if not plots.widened_name(p)]
         widened_here = {p for p in problems if plots.widened_name(p)}
         scaling = ""
-        if widened_here == full_widened:
-            pass
-        else:
+        if widened_here != full_widened:
             names += sorted(widened_here, key=plots.problem_sort_key)
             scaling = " --no-scaling"
         parts = ["python -m comparisons run", f"--problems {','.join(names)}",
@@ -625,15 +633,12 @@ def _reproduce(selection, results_path, out_dir):
                     f"--out {shlex.quote(str(out_dir))}")
     notes = []
     if not seed_count:
-        notes.append(f"the seeds used were {', '.join(map(str, seeds))}, not 0..N-1: the "
-                     "command's --seeds N runs 0..N-1")
+        notes.append(f"The seeds used were {', '.join(map(str, seeds))}, not 0..N-1: the "
+                     "command's --seeds N runs 0..N-1.")
     if len(devices) > 1:
-        notes.append(f"runs came from several devices ({', '.join(devices)})")
+        notes.append(f"Runs came from several devices ({', '.join(devices)}).")
     if None in scales:
-        notes.append("some problems are not registered, so their budget scale is unknown")
-    lines += ["```sh", *commands, "```", ""]
-    if notes:
-        lines += ["Note: " + "; ".join(notes) + ".", ""]
-    lines += ["(`python -m comparisons quick` runs the quick preset and writes its report "
-              "in one step.)", ""]
-    return lines
+        notes.append("Some problems are not registered, so their budget scale is unknown.")
+    notes.append("`python -m comparisons quick` runs the quick preset and writes its report "
+                 "in one step.")
+    return commands, notes

@@ -11,6 +11,7 @@ A study module defines
 - ``section(result) -> list of markdown lines``: the paragraph(s), every
   number taken from ``result``, and the figures as ``figures/NAME....png``.
 
+``python -m comparisons studies`` runs them and rewrites the report.
 ``run_study`` saves the figures (PNG + SVG) and the result (with the seconds
 it took, the seed and ``quick``) atomically, so a killed ``studies`` command
 keeps every finished study and a re-run skips it. ``sections`` rebuilds the
@@ -19,6 +20,7 @@ report's text from the stored results without running anything.
 import importlib
 import json
 import os
+import shlex
 import time
 
 from comparisons import plots
@@ -70,12 +72,31 @@ def load_result(out_dir, name):
         return json.load(file)
 
 
-def sections(out_dir):
-    """Markdown lines of every study whose result is stored in ``out_dir``, in order."""
+def stored_results(out_dir):
+    """The stored results of the studies run into ``out_dir``, in report order."""
+    return [load_result(out_dir, name) for name in STUDY_MODULES
+            if os.path.exists(result_path(out_dir, name))]
+
+
+def sections(stored):
+    """Markdown lines of the ``stored`` study results (see ``stored_results``)."""
     lines = []
-    for name in STUDY_MODULES:
-        if os.path.exists(result_path(out_dir, name)):
-            stored = load_result(out_dir, name)
-            lines += [f"## {study(name).TITLE}", ""]
-            lines += study(name).section(stored["result"]) + [""]
+    for entry in stored:
+        module = study(entry["study"])
+        lines += [f"## {module.TITLE}", ""] + module.section(entry["result"]) + [""]
     return lines
+
+
+def command(out_dir, stored):
+    """The command that regenerates the ``stored`` study results into ``out_dir``."""
+    names = [entry["study"] for entry in stored]
+    parts = ["python -m comparisons studies --force"]
+    if names != list(STUDY_MODULES):
+        parts.append(f"--only {','.join(names)}")
+    if all(entry["quick"] for entry in stored):
+        parts.append("--quick")
+    seeds = {entry["seed"] for entry in stored}
+    if seeds != {0}:
+        parts.append(f"--seed {min(seeds)}")
+    parts.append(f"--out {shlex.quote(str(out_dir))}")
+    return " ".join(parts)
