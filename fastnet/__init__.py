@@ -6,7 +6,7 @@
 >>> history = net.fit(X_train, y_train, optimizer=fastnet.Adam(lr=1e-3), epochs=30)
 >>> net.score(X_test, y_test)  # doctest: +SKIP
 """
-from fastnet import datasets
+from fastnet import callbacks, datasets
 from fastnet.gradcheck import gradcheck
 from fastnet.io import load, save
 from fastnet.network import Network
@@ -16,6 +16,6 @@ from fastnet.train import History, StepTrainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Network", "datasets", "gradcheck", "load", "save", "SGD", "Adam", "AdamW",
+__all__ = ["Network", "callbacks", "datasets", "gradcheck", "load", "save", "SGD", "Adam", "AdamW",
            "RMSprop", "Optimizer", "StepDecay", "ExponentialDecay", "CosineAnnealing",
            "get_optimizer", "History", "StepTrainer", "__version__"]

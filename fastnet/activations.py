@@ -8,12 +8,21 @@ that one compiled kernel serves every network.
 Constants are float32 scalars: in a float32 kernel they keep the arithmetic
 in float32 (a Python float literal would promote it to float64), and in a
 float64 kernel they promote exactly, since 0, 0.5, 1 are representable.
+
+``step`` (the Heaviside unit of the perceptron) has a zero derivative almost
+everywhere, so backprop through it learns nothing. Its ``derivative`` is a
+*surrogate*: the fast-sigmoid derivative 1 / (1 + |z|)^2 of SuperSpike
+(F. Zenke and S. Ganguli, "SuperSpike: supervised learning in multilayer
+spiking neural networks", Neural Computation 30(6):1514-1541, 2018, eq. 3
+with beta = 1), the derivative of z / (1 + |z|), a smooth stand-in for the step. A
+finite-difference gradient check cannot pass for such an activation: it is
+listed in ``SURROGATE_ACTIVATIONS``, which gradient tests leave out.
 """
 import math
 
 import numpy as np
 
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, SOFTMAX = range(8)
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, SOFTMAX, STEP = range(9)
 
 #: name -> id; softmax is only valid on the output layer (it is not elementwise).
 ACTIVATIONS = {
@@ -25,9 +34,12 @@ ACTIVATIONS = {
     "elu": ELU,
     "softplus": SOFTPLUS,
     "softmax": SOFTMAX,
+    "step": STEP,
 }
-ALIASES = {"linear": "identity", "logistic": "sigmoid"}
+ALIASES = {"linear": "identity", "logistic": "sigmoid", "heaviside": "step"}
 HIDDEN_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "softmax")
+#: activations whose ``derivative`` is a surrogate, not f' (no gradient check holds)
+SURROGATE_ACTIVATIONS = ("step",)
 
 ZERO = np.float32(0.0)
 ONE = np.float32(1.0)
@@ -57,6 +69,10 @@ def activate(z, kind):
     if kind == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), stable for any z.
         return (z if z > ZERO else ZERO) + math.log1p(math.exp(-abs(z)))
+    if kind == STEP:
+        if z > ZERO:
+            return ONE
+        return ZERO if z <= ZERO else z  # so that NaN passes through
     return z
 
 
@@ -79,6 +95,10 @@ def derivative(z, a, kind):
             return ONE / (ONE + math.exp(-z))
         e = math.exp(z)
         return e / (ONE + e)
+    if kind == STEP:
+        # surrogate: the fast sigmoid's derivative (Zenke and Ganguli 2018), not 0
+        near = ONE + abs(z)
+        return ONE / (near * near)
     return ONE
 
 
@@ -105,6 +125,9 @@ def activate_row(z, a, kind):
     elif kind == SOFTPLUS:
         for j in range(z.size):
             a[j] = activate(z[j], SOFTPLUS)
+    elif kind == STEP:
+        for j in range(z.size):
+            a[j] = activate(z[j], STEP)
     else:
         for j in range(z.size):
             a[j] = z[j]
@@ -130,3 +153,6 @@ def scale_by_derivative_row(d, z, a, kind):
     elif kind == SOFTPLUS:
         for j in range(z.size):
             d[j] *= derivative(z[j], a[j], SOFTPLUS)
+    elif kind == STEP:
+        for j in range(z.size):
+            d[j] *= derivative(z[j], a[j], STEP)

@@ -193,6 +193,8 @@ def deferred_interrupt(notice=None):
 # -------------------------------------------------------------- fit runs
 FIT_FORMAT = "fastnet-fit-checkpoint"
 FIT_VERSION = 1
+#: the arrays of a runner's ``state()`` (running_stats: with batch normalisation)
+RUNNER_ARRAYS = ("params", "m", "v", "running_stats")
 HISTORY_LISTS = ("epoch", "loss", "score", "val_loss", "val_score", "lr", "seconds")
 
 
@@ -257,7 +259,7 @@ class FitCheckpoint:
             if saved.get(name) != value:
                 raise ValueError(self._mismatch(name, saved.get(name), value))
         try:
-            state = {name: arrays[name] for name in ("params", "m", "v")}
+            state = {name: arrays[name] for name in RUNNER_ARRAYS if name in arrays}
             if any(a.dtype != dtype for a in state.values()):
                 raise ValueError(f"arrays of dtype {state['params'].dtype}, not {dtype}")
             state.update(step=header["step"], seed=header["dropout_seed"])
@@ -267,7 +269,7 @@ class FitCheckpoint:
                     or len(history["epoch"]) != epoch:
                 raise ValueError("the history does not have one entry per epoch")
             best_params = arrays.get("best_params")
-            if best_params is not None and best_params.shape != state["params"].shape:
+            if best_params is not None and best_params.shape != runner.snapshot().shape:
                 raise ValueError("best_params has the wrong shape")
             best = (float(header["best"]["loss"]), int(header["best"]["epoch"]), best_params)
             probe = np.random.Generator(type(rng.bit_generator)())
@@ -298,7 +300,7 @@ class FitCheckpoint:
         header = {"format": FIT_FORMAT, "version": FIT_VERSION, "arguments": self.arguments,
                   "epoch": epochs_done, "step": state["step"], "dropout_seed": state["seed"],
                   "rng": rng.bit_generator.state, "best": {"loss": best[0], "epoch": best[1]}}
-        arrays = {name: state[name] for name in ("params", "m", "v")}
+        arrays = {name: state[name] for name in RUNNER_ARRAYS if name in state}
         if best[2] is not None:
             arrays["best_params"] = best[2]
         self.committed = (header, arrays, history, len(history.epoch))

@@ -122,12 +122,22 @@ class CpuEpochRunner:
         # An epoch never has a batch larger than the data (StepTrainer gives no data).
         self._allocate(min(batch_size, len(X)) if len(X) else batch_size)
 
+    def _work_length(self, batch):
+        """gradient, moments m and v, then Z, A, D and the gathered batch X, Y."""
+        sizes = self.engine.sizes
+        return 3 * self.params.size + batch * (3 * self.engine.units + sizes[0] + sizes[-1])
+
     def _allocate(self, batch):
         """The work vector for batches of up to ``batch`` samples (zeroed moments)."""
-        sizes = self.engine.sizes
         self.layout[cpu.S_BATCH] = batch
-        length = 3 * self.params.size + batch * (3 * self.engine.units + sizes[0] + sizes[-1])
-        self.work = np.zeros(length, self.params.dtype)
+        self.work = np.zeros(self._work_length(batch), self.params.dtype)
+
+    def _grow(self, rows):
+        """Room for a batch of ``rows`` samples, keeping the optimiser's moments."""
+        if rows > self.layout[cpu.S_BATCH]:
+            moments = self.work[self.params.size:3 * self.params.size].copy()
+            self._allocate(rows)
+            self.work[self.params.size:3 * self.params.size] = moments
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
@@ -141,10 +151,7 @@ class CpuEpochRunner:
 
         A loss that is not finite updates nothing.
         """
-        if X.shape[0] > self.layout[cpu.S_BATCH]:
-            moments = self.work[self.params.size:3 * self.params.size].copy()
-            self._allocate(X.shape[0])
-            self.work[self.params.size:3 * self.params.size] = moments
+        self._grow(X.shape[0])
         self.hyper[updates.H_LR] = lr
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 

@@ -3,6 +3,10 @@
 xavier/glorot: Glorot & Bengio 2010, Var(W) = 2 / (fan_in + fan_out).
 he/kaiming:    He et al. 2015,       Var(W) = 2 / fan_in (for ReLU-like units).
 lecun:         LeCun et al. 1998,    Var(W) = 1 / fan_in.
+standard:      U(-1/sqrt(fan_in), 1/sqrt(fan_in)), Var(W) = 1 / (3 fan_in): the
+               "commonly used heuristic" of Glorot & Bengio 2010, eq. (1), and
+               PyTorch's nn.Linear default; too small for deep sigmoid networks
+               (their gradients vanish), kept to show it.
 A uniform U(-a, a) has variance a^2 / 3, hence the sqrt(3 Var) bounds.
 """
 import math
@@ -15,6 +19,8 @@ def _variance(scheme, fan_in, fan_out):
         return 2.0 / (fan_in + fan_out)
     if scheme == "he":
         return 2.0 / fan_in
+    if scheme == "standard":
+        return 1.0 / (3.0 * fan_in)
     return 1.0 / fan_in
 
 
@@ -31,10 +37,11 @@ def _draw(scheme, distribution):
 
 INITIALIZERS = {f"{scheme}_{dist}": _draw(scheme, dist)
                 for scheme in ("xavier", "he", "lecun") for dist in ("uniform", "normal")}
+INITIALIZERS["standard_uniform"] = _draw("standard", "uniform")
 ALIASES = {"glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
            "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal",
            "xavier": "xavier_uniform", "glorot": "xavier_uniform", "he": "he_normal",
-           "kaiming": "he_normal", "lecun": "lecun_normal"}
+           "kaiming": "he_normal", "lecun": "lecun_normal", "standard": "standard_uniform"}
 
 #: the sensible default for a layer, by its activation
 DEFAULT_FOR_ACTIVATION = {"relu": "he_normal", "leaky_relu": "he_normal", "elu": "he_normal"}

@@ -4,7 +4,8 @@ Never pickle: files are read with ``allow_pickle=False``, so a file that
 holds pickled objects is refused instead of executed. Saving writes a
 temporary file beside the target and renames it, so a crash never leaves a
 half-written model. The file handling is ``checkpoint.write`` / ``read``,
-shared with training checkpoints.
+shared with training checkpoints. A network with batch normalisation also
+stores its running statistics (``running_stats``).
 """
 import os
 
@@ -18,7 +19,10 @@ def save(net, path):
     path = os.fspath(path)
     header = {"format": FORMAT, "version": FORMAT_VERSION, "config": net.config(),
               "n_params": net.n_params}
-    checkpoint.write(path, header, {"params": net.params})
+    arrays = {"params": net.params}
+    if any(net.batch_norm):
+        arrays["running_stats"] = net.running_stats
+    checkpoint.write(path, header, arrays)
 
 
 def load(path, backend="cpu"):
@@ -33,4 +37,12 @@ def load(path, backend="cpu"):
                          f"{header.get('n_params')}")
     net = Network(**header["config"], backend=backend)
     net.params[:] = params
+    if any(net.batch_norm):
+        stats = arrays.get("running_stats")
+        if stats is None or stats.shape != net.running_stats.shape:
+            stored = None if stats is None else stats.shape
+            raise ValueError(f"{path!r} is damaged: its batch normalisation's running "
+                             f"statistics have shape {stored}, expected "
+                             f"{net.running_stats.shape}")
+        net.running_stats = stats
     return net

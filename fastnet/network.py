@@ -1,13 +1,16 @@
 """Network: a topology plus one flat parameter vector.
 
-Layer l stores W_l (fan_in x fan_out, C order) then b_l in ``params``; every
-method can be given another vector of the same layout (a candidate, a
-gradient, a moment) through ``params=`` or ``unflatten``.
+Layer l stores W_l (fan_in x fan_out, C order) then b_l in ``params``, then,
+on a hidden layer with batch normalisation, its gamma_l and beta_l (see
+``fastnet.batchnorm``); every method can be given another vector of the same
+layout (a candidate, a gradient, a moment) through ``params=`` or
+``unflatten``.
 """
 import numpy as np
 
-from fastnet import activations, init as initializers, losses
+from fastnet import activations, batchnorm, init as initializers, losses
 from fastnet._checks import check_int, check_matrix, check_name, check_same_length
+from fastnet.backends import cpu
 from fastnet.engine import CpuEngine
 
 DTYPES = (np.float32, np.float64)
@@ -71,11 +74,14 @@ class Network:
     hidden layer or a list, one per hidden layer. ``output`` / ``loss``: the
     output activation and loss (either implies the other's canonical
     partner). ``init``: an initialiser name for every layer (default: He for
-    ReLU-like layers, Xavier otherwise).
+    ReLU-like layers, Xavier otherwise). ``batch_norm``: True puts batch
+    normalisation (between each hidden layer's x W + b and its activation)
+    on every hidden layer, a list of bools chooses per hidden layer; its
+    running statistics are ``running_stats`` (see ``fastnet.batchnorm``).
     """
 
     def __init__(self, sizes, activation="relu", output=None, loss=None, init=None,
-                 dtype=np.float32, seed=0, backend="cpu"):
+                 dtype=np.float32, seed=0, backend="cpu", batch_norm=False):
         try:
             sizes = list(sizes) if not isinstance(sizes, (str, bytes)) else sizes
         except TypeError:
@@ -85,6 +91,8 @@ class Network:
             raise ValueError(f"sizes must list at least 2 layer widths (input, output), "
                              f"got {sizes!r}")
         self.sizes = tuple(check_int(f"sizes[{i}]", s) for i, s in enumerate(sizes))
+        self.batch_norm = batchnorm.check_batch_norm(batch_norm, len(self.sizes) - 2)
+        self.layout = batchnorm.Layout(self.sizes, self.batch_norm)
         if self.n_params > MAX_PARAMS:
             raise ValueError(f"sizes={list(self.sizes)} makes {self.n_params:,} parameters; "
                              f"at most {MAX_PARAMS:,} are supported")
@@ -106,7 +114,9 @@ class Network:
                               [activations.ACTIVATIONS[a] for a in layer_acts],
                               losses.LOSSES[self.loss_name], self.dtype)
         rng = np.random.default_rng(self.seed)
-        self.params = initializers.initialize(self.sizes, self.inits, rng, self.dtype)
+        plain = initializers.initialize(self.sizes, self.inits, rng, self.dtype)
+        self.params = self.layout.with_scales(plain) if self.layout.any else plain
+        self.running_stats = self.layout.initial_stats(self.dtype)
 
     # -------------------------------------------------------------- layout
     @property
@@ -122,7 +132,28 @@ class Network:
 
     @property
     def n_params(self):
-        return sum(a * b + b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+        return self.layout.n_params
+
+    @property
+    def running_stats(self):
+        """Batch normalisation's running statistics (empty without it): per
+        normalising layer, its running mean then its running variance."""
+        return self._running_stats
+
+    @running_stats.setter
+    def running_stats(self, vector):
+        array = _as_array("running_stats", vector)
+        if array.shape != (self.layout.n_stats,) or array.dtype.kind != "f":
+            raise ValueError(f"running_stats must be a float vector of shape "
+                             f"({self.layout.n_stats},), got {array.dtype} {array.shape}")
+        if not np.isfinite(array).all() or any(
+                (var < 0).any() for _, var in self.layout.stats_views(array)):
+            raise ValueError("running_stats must be finite, with variances >= 0")
+        self._running_stats = np.array(array, dtype=self.dtype)
+
+    def running_moments(self):
+        """(running mean, running variance) views, one pair per normalising layer."""
+        return self.layout.stats_views(self.running_stats)
 
     @property
     def n_inputs(self):
@@ -141,15 +172,9 @@ class Network:
         return self.engine.name
 
     def unflatten(self, vector):
-        """Per-layer (W, b) views of any vector laid out like ``params``."""
-        vector = self._vector("vector", vector, copy_ok=False)
-        layers, offset = [], 0
-        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
-            W = vector[offset:offset + fan_in * fan_out].reshape(fan_in, fan_out)
-            offset += fan_in * fan_out
-            layers.append((W, vector[offset:offset + fan_out]))
-            offset += fan_out
-        return layers
+        """Per-layer (W, b) views of any vector laid out like ``params``;
+        (W, b, gamma, beta) for a layer with batch normalisation."""
+        return self.layout.unflatten(self._vector("vector", vector, copy_ok=False))
 
     def flops_per_sample(self):
         """Multiply-adds x 2 of one sample's forward pass (for GFLOP/s figures)."""
@@ -231,19 +256,55 @@ class Network:
         return X, Y
 
     # ------------------------------------------------------------ maths
+    def _inference(self, params):
+        """The vector the engine runs: ``params`` itself, or with batch
+        normalisation its fold with the running statistics."""
+        if not self.layout.any:
+            return params
+        return self.layout.fold(params[None], self.running_stats)[0]
+
     def forward(self, X, params=None):
         """Output activations for every row of X, shape (n, n_outputs)."""
-        return self.engine.forward(self._vector("params", params), self._inputs(X))
+        return self.engine.forward(self._inference(self._vector("params", params)),
+                                   self._inputs(X))
 
-    def loss(self, X, y, params=None):
-        """Mean loss (never including weight decay)."""
-        X, Y = self._data(X, y)
-        return self.engine.loss(self._vector("params", params), X, Y)
+    def loss(self, X, y, params=None, training=False):
+        """Mean loss (never including weight decay).
 
-    def loss_and_grad(self, X, y, params=None):
-        """(mean loss, gradient shaped like params)."""
+        ``training=True``: with batch normalisation, X is one batch normalised
+        by its own statistics, as in training (the running statistics are
+        neither used nor changed); without it, the same as False.
+        """
         X, Y = self._data(X, y)
-        return self.engine.loss_and_grad(self._vector("params", params), X, Y)
+        params = self._vector("params", params)
+        if training and self.layout.any:
+            return self._training_loss(params, X, Y, with_grad=False)[0]
+        return self.engine.loss(self._inference(params), X, Y)
+
+    def loss_and_grad(self, X, y, params=None, training=False):
+        """(mean loss, gradient shaped like params) of ``loss`` with the same
+        ``training``."""
+        X, Y = self._data(X, y)
+        params = self._vector("params", params)
+        if not self.layout.any:
+            return self.engine.loss_and_grad(params, X, Y)
+        if training:
+            return self._training_loss(params, X, Y, with_grad=True)
+        value, plain_grad = self.engine.loss_and_grad(self._inference(params), X, Y)
+        return value, self.layout.unfold_gradient(params, plain_grad, self.running_stats)
+
+    def _training_loss(self, params, X, Y, with_grad):
+        if self.backend != "cpu":
+            raise ValueError(f"training-mode batch normalisation runs on backend='cpu' only, "
+                             f"not backend={self.backend!r}")
+        batchnorm.check_batch_rows("X", X.shape[0])
+        rows, units = X.shape[0], int(sum(self.sizes[1:]))
+        buffers = [np.empty(rows * units, self.dtype) for _ in range(4)]
+        grad = np.zeros_like(params)
+        value = cpu.bn_loss_and_grad(params, np.asarray(self.sizes, np.int64), self.engine.acts,
+                                     self.layout.flags, self.engine.loss_id, X, Y, *buffers,
+                                     np.empty(3 * units, self.dtype), grad, with_grad)
+        return float(value), grad
 
     def population_loss(self, thetas, X, y):
         """Mean loss of every row of ``thetas`` (P x n_params), in one compiled call."""
@@ -253,6 +314,8 @@ class Network:
                              f"vector per row), got {thetas.shape}")
         thetas = check_matrix("thetas", thetas, self.dtype)
         X, Y = self._data(X, y)
+        if self.layout.any:
+            thetas = self.layout.fold(thetas, self.running_stats)
         return self.engine.population_loss(thetas, X, Y)
 
     # ---------------------------------------------------------- training
@@ -260,6 +323,16 @@ class Network:
         """Train by backpropagation; see ``fastnet.train.fit`` for the options."""
         from fastnet.train import fit
         return fit(self, X, y, **options)
+
+    def trainer(self, X, Y, batch_size, optimizer, dropout, seed):
+        """The epoch runner that ``fit`` and ``StepTrainer`` drive (validated arrays)."""
+        if not self.layout.any:
+            return self.engine.trainer(self.params, X, Y, batch_size, optimizer, dropout, seed)
+        if self.backend != "cpu":
+            raise ValueError(f"training a network with batch_norm is supported on "
+                             f"backend='cpu' only, not backend={self.backend!r}; train on the "
+                             "CPU, then net.copy(backend='cuda') for inference")
+        return batchnorm.BatchNormRunner(self, X, Y, batch_size, optimizer, dropout, seed)
 
     def predict(self, X, params=None):
         """Class labels for classifiers (0/1 per output for bce), values for regression."""
@@ -273,7 +346,7 @@ class Network:
     def score(self, X, y, params=None):
         """Accuracy for classifiers, R^2 (averaged over outputs) for regression."""
         X, Y = self._data(X, y)
-        return self.score_outputs(self.engine.forward(self._vector("params", params), X), Y)
+        return self.score_outputs(self.forward(X, params), Y)
 
     def score_outputs(self, out, Y):
         """The score of outputs ``out`` against the target matrix ``Y``."""
@@ -290,7 +363,8 @@ class Network:
         """Everything but the parameters, as JSON-able values."""
         return {"sizes": list(self.sizes), "activation": self.hidden_activations,
                 "output": self.output, "loss": self.loss_name, "init": self.init,
-                "dtype": self.dtype.name, "seed": self.seed}
+                "dtype": self.dtype.name, "seed": self.seed,
+                "batch_norm": list(self.batch_norm)}
 
     def copy(self, dtype=None, backend=None):
         """A new network with the same topology and parameters (optionally cast/moved)."""
@@ -298,6 +372,7 @@ class Network:
         config["dtype"] = dtype or self.dtype
         other = Network(**config, backend=backend or self.backend)
         other.params = np.array(self.params, dtype=other.dtype)
+        other.running_stats = self.running_stats
         return other
 
     def save(self, path):
@@ -306,5 +381,7 @@ class Network:
 
     def __repr__(self):
         layers = "-".join(map(str, self.sizes))
+        normalised = f", batch_norm={list(self.batch_norm)}" if self.layout.any else ""
         return (f"Network({layers}, hidden={self.hidden_activations}, output={self.output!r}, "
-                f"loss={self.loss_name!r}, dtype={self.dtype.name}, n_params={self.n_params})")
+                f"loss={self.loss_name!r}{normalised}, dtype={self.dtype.name}, "
+                f"n_params={self.n_params})")

@@ -106,6 +106,9 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     the best parameters are put back at the end.
     dropout: inverted dropout rate on hidden layers, during training only.
     callbacks: functions ``f(net, epoch, logs)``; one returning True stops.
+    A callback with a method ``on_fit_start(net, epochs_done)`` (such as
+    ``fastnet.callbacks.GradientNorms``) is also called before the first
+    epoch.
     A loss that becomes NaN or inf stops training and puts back the
     parameters from the start of that epoch; Ctrl-C stops after the
     current epoch and keeps what was learnt (a second Ctrl-C stops at once).
@@ -149,8 +152,7 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
     rng = np.random.default_rng(fit_seed)
     data = (fingerprint(X), fingerprint(Y)) if checkpoint is not None else None
     X, Y, X_val, Y_val = _validation(net, X, Y, validation_split, validation_data, rng)
-    runner = net.engine.trainer(net.params, X, Y, batch_size, optimizer, rates,
-                                int(rng.integers(2 ** 62)))
+    runner = net.trainer(X, Y, batch_size, optimizer, rates, int(rng.integers(2 ** 62)))
     history = History()
     best = (math.inf, -1, None)  # (monitored loss, epoch, parameters)
     first_epoch = 0
@@ -160,9 +162,11 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
             raise ValueError(f"checkpoint= is not supported on the {net.backend!r} backend "
                              "yet; train on backend='cpu' to checkpoint")
         config = net.config()
+        # batch_norm only where it is on, so that older checkpoints still resume
+        network_keys = ("sizes", "activation", "output", "loss", "dtype") + (
+            ("batch_norm",) if any(net.batch_norm) else ())
         store = FitCheckpoint(checkpoint, checkpoint_every, {
-            "network": {key: config[key] for key in ("sizes", "activation", "output", "loss",
-                                                     "dtype")},
+            "network": {key: config[key] for key in network_keys},
             "X": data[0], "y": data[1],
             "validation_data": (None if validation_data is None else
                                 [fingerprint(X_val), fingerprint(Y_val)]),
@@ -174,6 +178,9 @@ def fit(net, X, y, optimizer="adam", epochs=10, batch_size=32, validation_split=
             history = History(**saved["history"])
             best, first_epoch = saved["best"], saved["epoch"]
     start = time.perf_counter() - (history.seconds[-1] if history.seconds else 0.0)
+    for callback in callbacks:
+        if hasattr(callback, "on_fit_start"):
+            callback.on_fit_start(net, first_epoch)
     epoch_bar = range(first_epoch, epochs)
     if early_stopping is not None and first_epoch > 0 and \
             first_epoch - 1 - best[1] >= early_stopping:
@@ -303,8 +310,8 @@ class StepTrainer:
         # batch_size only sizes the first work buffers (a larger batch grows
         # them), so an absurd one is not allocated up front
         batch_size = min(check_int("batch_size", batch_size), 4096)
-        self.runner = net.engine.trainer(net.params, empty_X, empty_Y, batch_size,
-                                         self.optimizer, rates, int(rng.integers(2 ** 62)))
+        self.runner = net.trainer(empty_X, empty_Y, batch_size, self.optimizer, rates,
+                                  int(rng.integers(2 ** 62)))
         # Cached for the fast path, which costs a few attribute reads per step.
         self._dtype = net.dtype
         self._widths = (net.n_inputs, net.n_outputs)

@@ -484,3 +484,266 @@ def population_loss(thetas, sizes, acts, loss, X, Y, chunk, W_stack, Z_stack, Z,
         chunk_losses(thetas, sizes, acts, loss, stacked, Y[start:start + rows], Z[thread],
                      A[thread], totals[c])
     return totals.sum(axis=0) / denominator(n, Y.shape[1], loss)
+
+
+# ------------------------------------------------------- batch normalisation
+# Networks with batch normalisation (Ioffe & Szegedy 2015) train here; for
+# inference they are folded into a plain network (``fastnet.batchnorm``) and
+# run on the kernels above. ``bn[l]`` (one flag per layer, the output's 0)
+# marks the hidden layers that normalise: their gamma then beta follow b_l in
+# the parameter vector. Z holds y = gamma * xhat + beta, the activation's
+# input, so ``hidden_delta`` reads it as it reads a plain layer's z; H holds
+# xhat. ``mean`` and ``inv_std`` are per-unit buffers (layer l's block at
+# ``layer_block(buffer, sizes, l, 1)``); ``stats`` holds, per normalising
+# layer, its running mean then running variance.
+BN_EPS = 1e-5
+
+
+@inline
+def bn_layer_params(params, sizes, bn, l):
+    """(W, b, gamma, beta) views of layer l; gamma and beta are empty unless bn[l]."""
+    offset = 0
+    for k in range(l):
+        offset += sizes[k] * sizes[k + 1] + sizes[k + 1] * (3 if bn[k] else 1)
+    n_in, n_out = sizes[l], sizes[l + 1]
+    W = params[offset:offset + n_in * n_out].reshape((n_in, n_out))
+    offset += n_in * n_out
+    b = params[offset:offset + n_out]
+    width = n_out if bn[l] else 0
+    gamma = params[offset + n_out:offset + n_out + width]
+    beta = params[offset + n_out + width:offset + n_out + 2 * width]
+    return W, b, gamma, beta
+
+
+@inline
+def running_stats(stats, sizes, bn, l):
+    """(running mean, running variance) views of normalising layer l."""
+    offset = 0
+    for k in range(l):
+        if bn[k]:
+            offset += 2 * sizes[k + 1]
+    width = sizes[l + 1]
+    return stats[offset:offset + width], stats[offset + width:offset + 2 * width]
+
+
+@inline
+def normalize(Zl, Hl, b, gamma, beta, mean, variance, inv_std):
+    """Z = gamma * xhat + beta with xhat = (z - mean_B) / sqrt(var_B + eps) over
+    the batch (Ioffe & Szegedy 2015, Algorithm 1; variance biased, 1/m).
+
+    Zl holds x W without b on entry: b shifts every row alike, so it cancels
+    in xhat, and leaving it out avoids a rounding; ``mean`` gets the mean of
+    x W + b, the value the running mean tracks, and ``variance`` the batch's.
+    """
+    rows, width = Zl.shape
+    eps = Zl.dtype.type(BN_EPS)
+    for j in range(width):
+        total = 0.0
+        for i in range(rows):
+            total += Zl[i, j]
+        mu = total / rows
+        squares = 0.0
+        for i in range(rows):
+            squares += (Zl[i, j] - mu) ** 2
+        inv = Zl.dtype.type(1.0 / np.sqrt(squares / rows + eps))
+        mean[j] = mu + b[j]
+        variance[j] = squares / rows
+        inv_std[j] = inv
+        mu_cast = Zl.dtype.type(mu)
+        for i in range(rows):
+            Hl[i, j] = (Zl[i, j] - mu_cast) * inv
+            Zl[i, j] = gamma[j] * Hl[i, j] + beta[j]
+
+
+@inline
+def normalize_backward(Dl, Hl, gamma, inv_std, g_gamma, g_beta):
+    """Dl from dL/dy to dL/dz through the batch normalisation, and the gradients
+    of gamma and beta (Ioffe & Szegedy 2015, section 3, simplified):
+    dz = gamma / (m sigma) (m dy - sum dy - xhat sum(dy xhat))."""
+    rows, width = Dl.shape
+    for j in range(width):
+        sum_d = 0.0
+        sum_dh = 0.0
+        for i in range(rows):
+            sum_d += Dl[i, j]
+            sum_dh += Dl[i, j] * Hl[i, j]
+        g_beta[j] = sum_d
+        g_gamma[j] = sum_dh
+        coef = gamma[j] * inv_std[j] / rows
+        for i in range(rows):
+            Dl[i, j] = coef * (rows * Dl[i, j] - sum_d - Hl[i, j] * sum_dh)
+
+
+@inline
+def bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
+                    dropout, seed, step):
+    """Training-mode forward pass (batch statistics) of the ``rows`` rows of X."""
+    n_layers = sizes.size - 1
+    A_in = X
+    for l in range(n_layers):
+        W, b, gamma, beta = bn_layer_params(params, sizes, bn, l)
+        Zl = layer_block(Z, sizes, l, rows)
+        Al = layer_block(A, sizes, l, rows)
+        gemm_nn(A_in, W, Zl)
+        if bn[l]:
+            normalize(Zl, layer_block(H, sizes, l, rows), b, gamma, beta,
+                      layer_block(mean, sizes, l, 1)[0], layer_block(variance, sizes, l, 1)[0],
+                      layer_block(inv_std, sizes, l, 1)[0])
+            for i in range(rows):
+                output_activate(Zl[i], Al[i], acts[l])
+        else:
+            add_bias_activate(Zl, Al, b, acts[l])
+        if l < n_layers - 1 and dropout[l] > 0:
+            apply_dropout(Al, seed, step, l, dropout[l])
+        A_in = Al
+
+
+@inline
+def bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, grad, rows,
+                     scale, dropout, seed, step):
+    """grad = scale * dL/dparams of the batch forwarded by ``bn_forward_rows``."""
+    last = sizes.size - 2
+    Dl = layer_block(D, sizes, last, rows)
+    Zl = layer_block(Z, sizes, last, rows)
+    Al = layer_block(A, sizes, last, rows)
+    for i in range(rows):
+        row_delta(Zl[i], Al[i], Y[i], loss, acts[last], scale, Dl[i])
+    for l in range(last, -1, -1):
+        W, b, gamma, beta = bn_layer_params(params, sizes, bn, l)
+        gW, gb, g_gamma, g_beta = bn_layer_params(grad, sizes, bn, l)
+        if bn[l]:
+            normalize_backward(Dl, layer_block(H, sizes, l, rows), gamma,
+                               layer_block(inv_std, sizes, l, 1)[0], g_gamma, g_beta)
+        A_in = X if l == 0 else layer_block(A, sizes, l - 1, rows)
+        gemm_tn(A_in, Dl, gW)
+        gb[:] = 0
+        for i in range(rows):
+            for j in range(gb.size):
+                gb[j] += Dl[i, j]
+        if l > 0:
+            D_in = layer_block(D, sizes, l - 1, rows)
+            gemm_nt(Dl, W, D_in)
+            hidden_delta(D_in, layer_block(Z, sizes, l - 1, rows), A_in, acts[l - 1],
+                         dropout[l - 1], seed, step, l - 1)
+            Dl = D_in
+
+
+@kernel
+def bn_loss_and_grad(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, stats_work, grad,
+                     with_grad):
+    """Mean loss of all rows of X as one batch (batch statistics), and its
+    gradient into ``grad`` when ``with_grad``. Nothing else changes.
+    ``stats_work``: 3 x units, the batch's mean, variance and 1 / sigma."""
+    rows = X.shape[0]
+    no_dropout = np.zeros(sizes.size, np.float64)
+    units = stats_work.size // 3
+    mean, variance = stats_work[:units], stats_work[units:2 * units]
+    inv_std = stats_work[2 * units:]
+    bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
+                    no_dropout, 0, 0)
+    denom = denominator(rows, Y.shape[1], loss)
+    value = loss_rows(sizes, acts, loss, Y, Z, A, rows) / denom
+    if with_grad:
+        bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, grad, rows,
+                         params.dtype.type(1.0 / denom), no_dropout, 0, 0)
+    return value
+
+
+@inline
+def update_running_stats(stats, sizes, bn, mean, variance, rows, momentum):
+    """running = (1 - momentum) running + momentum batch, with the batch variance
+    unbiased (m / (m - 1)), as PyTorch's BatchNorm1d."""
+    keep = stats.dtype.type(1.0 - momentum)
+    new = stats.dtype.type(momentum)
+    unbias = stats.dtype.type(rows / (rows - 1.0))
+    for l in range(sizes.size - 2):
+        if bn[l]:
+            running_mean, running_var = running_stats(stats, sizes, bn, l)
+            mu = layer_block(mean, sizes, l, 1)[0]
+            var = layer_block(variance, sizes, l, 1)[0]
+            for j in range(running_mean.size):
+                running_mean[j] = keep * running_mean[j] + new * mu[j]
+                running_var[j] = keep * running_var[j] + new * var[j] * unbias
+
+
+@inline
+def bn_layout(layout):
+    """(sizes, activation ids, bn flags) views of a batch-norm run's ``layout``:
+    the plain run's layout followed by one flag per layer."""
+    sizes, acts = run_layout(layout)
+    start = S_SIZES + 2 * acts.size + 1
+    return sizes, acts, layout[start:start + acts.size]
+
+
+@inline
+def bn_buffers(work, n_params, sizes, batch):
+    """The plain run's ``run_buffers``, then H (batch x units), and the batch's
+    mean, variance and 1 / sigma (units each)."""
+    units = 0
+    for k in range(1, sizes.size):
+        units += sizes[k]
+    start = 3 * n_params + batch * (3 * units + sizes[0] + sizes[sizes.size - 1])
+    H = work[start:start + batch * units]
+    start += batch * units
+    mean = work[start:start + units]
+    variance = work[start + units:start + 2 * units]
+    inv_std = work[start + 2 * units:start + 3 * units]
+    return run_buffers(work, n_params, sizes, batch) + (H, mean, variance, inv_std)
+
+
+@inline
+def bn_train_step(params, stats, work, layout, hyper, X, Y, momentum):
+    """One step on all rows of X, Y: forward with batch statistics, backward,
+    update, then the running statistics. Returns the batch's mean loss before
+    the update; when it is not finite, nothing is updated."""
+    sizes, acts, bn = bn_layout(layout)
+    grad, m, v, Z, A, D, _, _, H, mean, variance, inv_std = bn_buffers(
+        work, params.size, sizes, layout[S_BATCH])
+    rows = X.shape[0]
+    t = layout[S_STEP]
+    dropout = hyper[N_HYPER:]
+    bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
+                    dropout, layout[S_SEED], t)
+    denom = denominator(rows, Y.shape[1], layout[S_LOSS])
+    batch_loss = loss_rows(sizes, acts, layout[S_LOSS], Y, Z, A, rows) / denom
+    if np.isfinite(batch_loss):
+        bn_backward_rows(params, sizes, acts, bn, layout[S_LOSS], X, Y, Z, A, D, H, inv_std,
+                         grad, rows, params.dtype.type(1.0 / denom), dropout, layout[S_SEED], t)
+        optimizer_step(params, grad, m, v, t + 1, layout[S_KIND], hyper)
+        update_running_stats(stats, sizes, bn, mean, variance, rows, momentum)
+        layout[S_STEP] += 1
+    return batch_loss
+
+
+@kernel
+def bn_fit_step(params, stats, work, layout, hyper, X, Y, momentum):
+    """``fit_step`` for a network with batch normalisation."""
+    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+        return np.nan
+    return bn_train_step(params, stats, work, layout, hyper, X, Y, momentum)
+
+
+@kernel
+def bn_fit_epoch(params, stats, work, layout, hyper, X, Y, order, momentum):
+    """``fit_epoch`` for a network with batch normalisation (no batch of 1 row:
+    the caller checks)."""
+    sizes, acts, bn = bn_layout(layout)
+    batch = layout[S_BATCH]
+    _, _, _, _, A, _, Xb, Yb, _, _, _, _ = bn_buffers(work, params.size, sizes, batch)
+    n = order.size
+    n_in, n_out = X.shape[1], Y.shape[1]
+    total = 0.0
+    correct = 0
+    for start in range(0, n, batch):
+        rows = min(batch, n - start)
+        Xr = matrix_rows(Xb, rows, n_in)
+        Yr = matrix_rows(Yb, rows, n_out)
+        for i in range(rows):
+            Xr[i] = X[order[start + i]]
+            Yr[i] = Y[order[start + i]]
+        batch_loss = bn_train_step(params, stats, work, layout, hyper, Xr, Yr, momentum)
+        if not np.isfinite(batch_loss):
+            return total / max(start, 1), correct, False
+        correct += count_correct(sizes, layout[S_LOSS], Yr, A, rows)
+        total += batch_loss * rows
+    return total / n, correct, bool(np.isfinite(params).all() and np.isfinite(stats).all())
