@@ -15,6 +15,7 @@ import fastnet
 from fastnet._checks import check_int, check_name
 from comparisons.budget import BACKPROP_FPE_PER_SAMPLE, Cost, LogSchedule
 from comparisons.problems import Problem, get_problem
+from comparisons.scale import guard
 from comparisons.trainers import get_trainer
 
 #: options for each method on networks (the trainers' own defaults otherwise)
@@ -31,8 +32,6 @@ METHOD_OPTIONS = {
 }
 BACKPROP_OPTIONS = {"lr": 0.01, "batch_size": 32}
 METHODS = ("backprop",) + tuple(METHOD_OPTIONS)
-#: full CMA-ES keeps a D x D covariance and decomposes it: refuse it above this
-CMAES_MAX_PARAMS = 1000
 
 
 class Trace:
@@ -94,21 +93,32 @@ def run(problem, method, seed, budget=None, device="cpu", options=None):
               "device": device, "n_params": net.n_params, "sizes": list(net.sizes),
               "n_train": len(data[0]), "options": options, "status": "completed",
               "message": ""}
-    if method == "cmaes" and net.n_params > CMAES_MAX_PARAMS:
-        record.update(status="skipped", message=(
-            f"full CMA-ES needs a {net.n_params}^2 covariance and its eigendecomposition "
-            f"every few generations; use sep-cmaes above {CMAES_MAX_PARAMS} parameters"))
-        cost = Cost()
-    elif method == "backprop":
+    if method == "backprop":
         cost = _run_backprop(net, data, budget, seed, options, trace, problem, record)
     else:
-        cost = _run_gradient_free(net, data, budget, seed, method, options, trace, problem,
-                                  record)
+        try:
+            runs_as, note = _scale_guard(net, len(data[0]), method, options)
+        except ValueError as refusal:
+            record.update(status="skipped", message=str(refusal))
+            cost = Cost()
+        else:
+            record.update(runs_as=runs_as, message=note)
+            cost = _run_gradient_free(net, data, budget, seed, runs_as, options, trace,
+                                      problem, record)
     record.update(trace=trace.points, fpe_to_target=trace.fpe_to_target,
                   target_loss=problem.target_loss, evals=cost.evals, fpe=cost.fpe,
                   seconds=cost.seconds, threads=numba.get_num_threads(),
                   fastnet_version=fastnet.__version__)
     return record
+
+
+def _scale_guard(net, n_train, method, options):
+    """(method to run, note) from ``comparisons.scale.guard`` for this network: full
+    CMA-ES too large for the machine runs as sep-CMA-ES, and what cannot fit is
+    refused (ValueError) before anything is allocated."""
+    popsize = options.get("popsize") or get_trainer(method).default_popsize(net.n_params)
+    evaluation_flops = net.flops_per_sample() * n_train * popsize
+    return guard(method, net.n_params, popsize, evaluation_flops)
 
 
 def _run_gradient_free(net, data, budget, seed, method, options, trace, problem, record):
@@ -133,15 +143,24 @@ def _run_gradient_free(net, data, budget, seed, method, options, trace, problem,
         best = np.ascontiguousarray(trainer.best, dtype=net.dtype)
         trace.log(cost, best, trainer.best_loss)
         if trainer.stop():
-            record["message"] = f"trainer stopped: {trainer.stop()}"
+            _add_message(record, f"trainer stopped: {trainer.stop()}")
             break
     best = np.ascontiguousarray(trainer.best, dtype=net.dtype)
     trace.log(cost, best, trainer.best_loss, force=True)
-    if not math.isfinite(trainer.best_loss):   # NaN and inf losses count as the worst
-        record.update(status="diverged", message=(
-            "the loss was NaN or inf for every candidate: there is no finite candidate to "
-            "keep, and the last point is the starting network"))
+    if cost.evals == 0:
+        record["status"] = "skipped"
+        _add_message(record, f"the budget of {budget:,} forward-pass equivalents is less "
+                     f"than one generation ({len(candidates)} candidates x {per_candidate} "
+                     "samples)")
+    elif not math.isfinite(trainer.best_loss):   # NaN and inf losses count as the worst
+        record["status"] = "diverged"
+        _add_message(record, "the loss was NaN or inf for every candidate: there is no "
+                     "finite candidate to keep, and the last point is the starting network")
     return cost
+
+
+def _add_message(record, text):
+    record["message"] = "; ".join(part for part in (record["message"], text) if part)
 
 
 def _run_backprop(net, data, budget, seed, options, trace, problem, record):

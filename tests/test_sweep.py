@@ -52,10 +52,20 @@ def test_budget_is_never_exceeded_and_trace_is_monotone():
     assert np.all(np.diff(trace["train_loss"]) <= 0)  # best so far never worsens
 
 
-def test_full_cmaes_refuses_large_networks():
-    record = run("digits", "cmaes", seed=0, budget=10_000)
-    assert record["status"] == "skipped"
-    assert "sep-cmaes" in record["message"]
+def test_scale_guard_runs_full_cmaes_where_it_fits_and_sep_cmaes_where_not():
+    fits = run("digits", "cmaes", seed=0, budget=50_000)      # D = 2410: 46 MB, a few ms
+    assert (fits["status"], fits["runs_as"], fits["message"]) == ("completed", "cmaes", "")
+    # D = 38,410: a 11.8 GB covariance, and an eigendecomposition that dwarfs the evaluations
+    large = run("digits-w512", "cmaes", seed=0, budget=50_000)
+    assert large["status"] == "completed" and large["runs_as"] == "sep-cmaes"
+    assert large["message"].startswith("switched to sep-cmaes: cmaes at D=38,410")
+
+
+def test_a_budget_below_one_generation_is_skipped_with_the_numbers():
+    record = run("iris", "ga", seed=0, budget=100)
+    assert record["status"] == "skipped" and record["evals"] == 0
+    assert "budget of 100 forward-pass equivalents is less than one generation" in \
+        record["message"]
 
 
 def test_results_do_not_depend_on_jobs(tmp_path):
