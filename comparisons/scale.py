@@ -11,12 +11,16 @@ writes per generation, which at D in the thousands costs more than their
 flops. Past some D that arithmetic dwarfs the
 network's own evaluation; sep-CMA-ES (diagonal C) is then the variant to run.
 
-The estimate converts flop and byte counts to seconds with this machine's
-measured rates (a float64 matrix product, an eigendecomposition and a large
-copy, each timed once per process and assumed to scale with its count).
-``guard`` compares the estimate with limits before anything is allocated and
-returns the method to run, switching full CMA-ES to sep-CMA-ES or refusing
-with a message that states the numbers.
+The estimate converts flop and byte counts to seconds with a machine's rates
+(a float64 matrix product, an eigendecomposition and a large copy, each
+assumed to scale with its count): by default this machine's, timed once per
+process. ``guard`` compares an estimate with limits before anything is
+allocated and returns the method to run, switching full CMA-ES to sep-CMA-ES
+or refusing with a message that states the numbers. Its time limit is a
+ratio (the trainer's time over the evaluation's), so it uses the fixed
+``REFERENCE_RATES``: rates timed on a loaded machine (an eigendecomposition
+on oversubscribed cores can run 50 times slower) would otherwise change
+which method a sweep runs from one start to the next.
 """
 import dataclasses
 import functools
@@ -42,6 +46,9 @@ MATRIX_PASSES = 5
 #: overhead is overstated 2-5 times: 50 keeps full CMA-ES on digits (D = 2,410,
 #: estimated about 20, measured about 8) and switches a few thousand dimensions above.
 DEFAULT_MAX_OVERHEAD = 50.0
+#: ``machine_rates()`` of the 2-core AVX2 machine CI runs on, idle: the guard's
+#: rates, so that its decisions are the same on every machine and under any load
+REFERENCE_RATES = (1.0e11, 6.0e-10, 2.3e10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,11 +103,12 @@ def _seconds(function):
     return time.perf_counter() - start
 
 
-def estimate(method, dim, popsize=None, evaluation_flops=0.0):
-    """Estimate one generation of ``method``; ``evaluation_flops``: the population's losses."""
+def estimate(method, dim, popsize=None, evaluation_flops=0.0, rates=None):
+    """Estimate one generation of ``method``; ``evaluation_flops``: the population's losses;
+    ``rates``: (GEMM flops/s, eigh seconds per n^3, copy bytes/s), this machine's if None."""
     trainer = TRAINERS[method]
     popsize = trainer.default_popsize(dim) if popsize is None else popsize
-    gemm_rate, eigh_per_n3, bandwidth = machine_rates()
+    gemm_rate, eigh_per_n3, bandwidth = machine_rates() if rates is None else rates
     # the populations, and a few loss vectors of length P
     population_bytes = (POPULATION_ARRAYS.get(method, 2) * dim + 4) * popsize * 8
     if issubclass(trainer, CMAES) and not issubclass(trainer, SepCMAES):
@@ -127,18 +135,19 @@ def available_memory():
 
 
 def guard(method, dim, popsize=None, evaluation_flops=0.0, memory_limit=None,
-          max_overhead=DEFAULT_MAX_OVERHEAD, switch=True):
+          max_overhead=DEFAULT_MAX_OVERHEAD, switch=True, rates=REFERENCE_RATES):
     """Return (method to run, note) for ``method`` at ``dim``, or raise ValueError.
 
     Above ``memory_limit`` bytes (default: half the physical memory) or when the
     trainer's own arithmetic would take more than ``max_overhead`` times the
     population's evaluation, full CMA-ES becomes sep-CMA-ES (``switch=True``)
-    and anything else is refused. ``note`` is '' when nothing changed.
+    and anything else is refused. ``note`` is '' when nothing changed. Times are
+    estimated at ``rates`` (see the module: fixed by default, for reproducible runs).
     """
     if memory_limit is None:
         physical = available_memory()
         memory_limit = physical // 2 if physical else 2 ** 34
-    planned = estimate(method, dim, popsize, evaluation_flops)
+    planned = estimate(method, dim, popsize, evaluation_flops, rates)
     problems = []
     if planned.memory_bytes > memory_limit:
         problems.append(f"over the memory limit of {_bytes(memory_limit)}")
@@ -149,7 +158,7 @@ def guard(method, dim, popsize=None, evaluation_flops=0.0, memory_limit=None,
         return method, ""
     reason = f"{planned.describe()}: {' and '.join(problems)}"
     if switch and method == "cmaes":
-        fallback = estimate("sep-cmaes", dim, popsize, evaluation_flops)
+        fallback = estimate("sep-cmaes", dim, popsize, evaluation_flops, rates)
         if fallback.memory_bytes <= memory_limit:
             return "sep-cmaes", f"switched to sep-cmaes: {reason}"
     raise ValueError(f"refused: {reason}; use a smaller network, a smaller popsize"

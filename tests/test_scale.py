@@ -47,14 +47,23 @@ def test_guard_switches_full_cmaes_over_the_memory_limit():
 
 def test_guard_switches_when_the_trainer_would_dwarf_the_evaluation():
     dim = 3000
-    own = scale.estimate("cmaes", dim).trainer_seconds
-    gemm_rate = scale.machine_rates()[0]
+    own = scale.estimate("cmaes", dim, rates=scale.REFERENCE_RATES).trainer_seconds
+    gemm_rate = scale.REFERENCE_RATES[0]
     cheap_evaluation = own * gemm_rate / 100    # the trainer: 100x the evaluation
     method, note = scale.guard("cmaes", dim, evaluation_flops=cheap_evaluation,
                                max_overhead=20)
     assert method == "sep-cmaes" and "(limit 20)" in note
     assert scale.guard("cmaes", dim, evaluation_flops=cheap_evaluation,
                        max_overhead=1000) == ("cmaes", "")
+
+
+def test_guard_decides_the_same_however_slow_this_machine_is_measured(monkeypatch):
+    dim, flops = 2410, 4736 * 1347 * 27          # the digits problem's full CMA-ES
+    assert scale.guard("cmaes", dim, evaluation_flops=flops) == ("cmaes", "")
+    scale.machine_rates.cache_clear()
+    monkeypatch.setattr(scale, "machine_rates", lambda: (1e11, 6e-8, 1e9))  # a loaded machine
+    assert scale.estimate("cmaes", dim, evaluation_flops=flops).overhead > 100
+    assert scale.guard("cmaes", dim, evaluation_flops=flops) == ("cmaes", "")
 
 
 def test_guard_refuses_with_the_numbers_when_nothing_fits():
