@@ -39,7 +39,9 @@ from matplotlib.lines import Line2D
 # ----------------------------------------------------------------- styles
 #: method -> (colour, line style, marker). Families share a line style:
 #: solid for backprop and the distribution-based strategies (CMA-ES, ES),
-#: dashed for population methods, dotted for local search, dash-dot for random.
+#: dashed for population methods, dotted for local search, dash-dot for random,
+#: long dash-dot for the hybrids of a gradient-free method and backprop (their
+#: colours from Paul Tol's muted scheme, past the eight Okabe-Ito ones).
 METHOD_STYLES = {
     "backprop": ("#000000", "-", "o"),
     "cmaes": ("#0072B2", "-", "s"),
@@ -51,6 +53,10 @@ METHOD_STYLES = {
     "anneal": ("#A08C00", ":", "p"),
     "hillclimb": ("#8C510A", ":", "h"),
     "random": ("#7F7F7F", "-.", "X"),
+    "ga+bp": ("#882255", (0, (7, 2, 1, 2)), "P"),
+    "cmaes+bp": ("#332288", (0, (7, 2, 1, 2)), "d"),
+    "memetic": ("#117733", (0, (7, 2, 1, 2)), "8"),
+    "memetic-baldwin": ("#44AA99", (0, (7, 2, 1, 2)), "H"),
 }
 #: method -> colour, the same in every figure
 METHOD_COLOURS = {method: style[0] for method, style in METHOD_STYLES.items()}

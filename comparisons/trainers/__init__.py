@@ -1,4 +1,8 @@
-"""Gradient-free trainers behind one ask/tell interface, by name."""
+"""Gradient-free trainers behind one ask/tell interface, by name.
+
+``Memetic`` (a GA whose children learn before selection) is not in the
+registry: it needs a local search, which ``comparisons.runs`` supplies.
+"""
 
 from comparisons.trainers.anneal import Anneal
 from comparisons.trainers.base import Trainer, check_choice
@@ -7,6 +11,7 @@ from comparisons.trainers.de import DE
 from comparisons.trainers.es import ES
 from comparisons.trainers.ga import GA
 from comparisons.trainers.hillclimb import HillClimb
+from comparisons.trainers.hybrid import Memetic
 from comparisons.trainers.pso import PSO
 from comparisons.trainers.random_search import RandomSearch
 
@@ -18,4 +23,4 @@ def get_trainer(name):
     return TRAINERS[check_choice("name", name, TRAINERS)]
 
 
-__all__ = ["TRAINERS", "Trainer", "get_trainer"]
+__all__ = ["TRAINERS", "Memetic", "Trainer", "get_trainer"]
