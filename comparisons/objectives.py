@@ -16,7 +16,7 @@ from fastnet._checks import check_int, check_matrix, check_name, check_same_leng
 from comparisons.budget import Cost
 from comparisons.optimize import minimize
 from comparisons.problems import Problem
-from comparisons.runs import METHOD_OPTIONS, Trace, _prepared_data
+from comparisons.runs import METHOD_OPTIONS, Trace, prepared_data
 
 
 def _check_network(net):
@@ -90,7 +90,7 @@ def run_objective(problem, method, seed, budget, objective="zero_one", options=N
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a dict of the method's settings, got {options!r}")
     net = problem.network(seed=seed)
-    data = _prepared_data(net, problem)
+    data = prepared_data(net, problem)
     X_train, Y_train = data[0], data[1]
     per_candidate = len(X_train)
     if budget < per_candidate:

@@ -69,8 +69,9 @@ class Trace:
     """Logged points of one run, as columns."""
     columns = ("evals", "fpe", "seconds", "train_loss", "test_loss", "test_score")
 
-    def __init__(self, net, data, budget):
+    def __init__(self, net, data, budget, on_log=None):
         self.net = net
+        self.on_log = on_log
         self.X_train, self.Y_train, self.X_test, self.Y_test = data
         self.schedule = LogSchedule(budget)
         self.points = {column: [] for column in self.columns}
@@ -85,6 +86,8 @@ class Trace:
         for column, value in zip(self.columns, (cost.evals, cost.fpe, cost.seconds,
                                                 train_loss, test_loss, test_score)):
             self.points[column].append(_finite_or_none(value))
+        if self.on_log is not None:
+            self.on_log(np.array(params, dtype=np.float64))
 
     def reached(self, cost, train_loss, target):
         if self.fpe_to_target is None and train_loss <= target:
@@ -97,14 +100,17 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def _prepared_data(net, problem):
+def prepared_data(net, problem):
     X_train, y_train, X_test, y_test = problem.data(seed=0)
     return (net._inputs(X_train), net.targets(y_train), net._inputs(X_test),
             net.targets(y_test))
 
 
-def run(problem, method, seed, budget=None, device="cpu", options=None):
-    """Train ``problem`` (a Problem or its name) with ``method``; return a result record."""
+def run(problem, method, seed, budget=None, device="cpu", options=None, on_log=None):
+    """Train ``problem`` (a Problem or its name) with ``method``; return a result record.
+
+    ``on_log(params)``, if given, receives a float64 copy of the parameters at
+    every point the trace logs (for studies that follow the path itself)."""
     if isinstance(problem, str):
         problem = get_problem(problem)
     elif not isinstance(problem, Problem):
@@ -116,8 +122,8 @@ def run(problem, method, seed, budget=None, device="cpu", options=None):
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a dict of the method's settings, got {options!r}")
     net = problem.network(seed=seed, backend=device)
-    data = _prepared_data(net, problem)
-    trace = Trace(net, data, budget)
+    data = prepared_data(net, problem)
+    trace = Trace(net, data, budget, on_log)
     options = {**_default_options(method), **(options or {})}
     record = {"problem": problem.name, "method": method, "seed": seed, "budget": budget,
               "device": device, "n_params": net.n_params, "sizes": list(net.sizes),

@@ -179,7 +179,7 @@ def test_backprop_part_starts_from_the_trainers_best_vector(monkeypatch):
     # the oracle: a GA by hand, on the same start and seed, within the switch budget
     problem = get_problem("iris")
     net = problem.network(seed=1)
-    X, Y = runs._prepared_data(net, problem)[:2]
+    X, Y = runs.prepared_data(net, problem)[:2]
     ga = GA(net.params.astype(np.float64), seed=1, sigma0=0.5)
     spent = 0
     while spent + len(candidates := ga.ask()) * len(X) <= 15_000:
@@ -229,7 +229,7 @@ def test_a_budget_below_one_memetic_generation_is_skipped_with_the_numbers():
 def test_learning_takes_adam_steps_and_a_diverging_child_is_told_as_born():
     problem = get_problem("iris")
     net = problem.network(seed=0)
-    data = runs._prepared_data(net, problem)
+    data = runs.prepared_data(net, problem)
     X, Y = data[0], data[1]
     # one step on the whole training set: Adam's first step is lr * g / (|g| + eps)
     learn = runs._learning(net, data, seed=0, backprop={"lr": 0.01, "batch_size": 1000},

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from comparisons.results import ResultsStore, run_key
-from comparisons.runs import run
+from comparisons.problems import get_problem
+from comparisons.runs import prepared_data, run
 from comparisons.sweep import sweep, tasks
 
 XOR_BUDGET = 40_000  # forward-pass equivalents: 10,000 evaluations of the 4 XOR points
@@ -141,3 +142,15 @@ def test_sweep_on_a_local_dask_cluster(tmp_path):
     sweep(task_list, local, progress=False)
     by_key = {run_key(r): _without_time(r) for r in ResultsStore(tmp_path / "dask.jsonl").records()}
     assert by_key == {run_key(r): _without_time(r) for r in ResultsStore(local).records()}
+
+
+def test_on_log_receives_the_parameters_of_every_logged_point():
+    path = []
+    record = run("iris", "ga", seed=0, budget=30_000, on_log=path.append)
+    assert len(path) == len(record["trace"]["fpe"]) > 2
+    problem = get_problem("iris")
+    net = problem.network(seed=0)
+    np.testing.assert_array_equal(path[0], net.params.astype(np.float64))
+    X, Y = prepared_data(net, problem)[:2]
+    last = net.loss(X, Y, params=path[-1].astype(net.dtype))
+    assert last == pytest.approx(record["trace"]["train_loss"][-1], rel=1e-5)

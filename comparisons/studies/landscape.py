@@ -5,10 +5,9 @@ All three start from the same initial parameters (the problem's network for
 the seed) and run as in a sweep (``comparisons.runs``: the same options and
 budget accounting); the parameters are kept at every point the run logs
 (log-spaced in cost). A gradient-free path is its incumbent, the best
-candidate so far: the parameters the method returns. Full CMA-ES runs as
-asked: the sweep's scale guard, which switches to sep-CMA-ES when its timing
-of the machine says the covariance costs too much, is not applied (at 2,410
-parameters C takes 46 MB), so what runs does not depend on the machine's load.
+candidate so far: the parameters the method returns. Full CMA-ES passes the
+sweep's scale guard at 2,410 parameters (C takes 46 MB); a run the guard
+switched would stop the study rather than draw the wrong method.
 
 Budgets: backprop stops at 400,000 forward-pass equivalents (about 100
 epochs), where its test accuracy has levelled off; trained further, its
@@ -61,35 +60,14 @@ LOSS_LABEL = "training cross-entropy (nats)"
 
 
 # ---------------------------------------------------------------- runs
-class _ParameterTrace(runs.Trace):
-    """A run's trace that also keeps the parameters at every logged point."""
-
-    def __init__(self, net, data, budget):
-        super().__init__(net, data, budget)
-        self.params = []
-
-    def log(self, cost, params, train_loss, force=False):
-        logged = len(self.points["fpe"])
-        super().log(cost, params, train_loss, force)
-        if len(self.points["fpe"]) > logged:
-            self.params.append(np.array(params, dtype=np.float64))
-
-
 def _train(problem, method, seed, budget):
-    """(path (T x D), the run's Cost) of one run."""
-    net = problem.network(seed=seed)
-    data = runs._prepared_data(net, problem)
-    trace = _ParameterTrace(net, data, budget)
-    record = {"status": "completed", "message": ""}
-    if method == "backprop":
-        cost = runs._run_backprop(net, data, budget, seed, dict(runs.BACKPROP_OPTIONS), trace,
-                                  problem, record)
-    else:
-        cost = runs._run_gradient_free(net, data, budget, seed, method,
-                                       runs.METHOD_OPTIONS[method], trace, problem, record)
-    if record["status"] != "completed":
-        raise RuntimeError(f"{method} on {problem.name} did not complete: {record['message']}")
-    return np.array(trace.params), cost
+    """(path (T x D): the parameters at every logged point, the run's record)."""
+    path = []
+    record = runs.run(problem, method, seed, budget, on_log=path.append)
+    if record["status"] != "completed" or record.get("runs_as", method) != method:
+        raise RuntimeError(f"{method} on {problem.name} did not run as asked: "
+                           f"{record['status']}, {record['message']}")
+    return np.array(path), record
 
 
 # ---------------------------------------------------------------- views
@@ -154,7 +132,7 @@ def run(quick, seed):
     grid = settings["grid"]
     problem = get_problem(PROBLEM)
     net = problem.network(seed=seed)
-    X, Y = runs._prepared_data(net, problem)[:2]
+    X, Y = runs.prepared_data(net, problem)[:2]
     trained = {method: _train(problem, method, seed, settings["budget"][method])
                for method in METHODS}
     paths = {method: path for method, (path, _) in trained.items()}
@@ -177,8 +155,8 @@ def run(quick, seed):
         "problem": PROBLEM, "sizes": list(net.sizes), "n_params": net.n_params,
         "n_train": len(X), "methods": list(METHODS),
         "budget_fpe": dict(settings["budget"]),
-        "fpe_used": {m: int(cost.fpe) for m, (_, cost) in trained.items()},
-        "train_seconds": {m: float(cost.seconds) for m, (_, cost) in trained.items()},
+        "fpe_used": {m: int(record["fpe"]) for m, (_, record) in trained.items()},
+        "train_seconds": {m: float(record["seconds"]) for m, (_, record) in trained.items()},
         "path_points": {m: len(path) for m, path in paths.items()},
         "same_start": bool(all(np.array_equal(path[0], start) for path in paths.values())),
         "initial_loss": float(lines["backprop"][line == 0][0]),
