@@ -555,9 +555,13 @@ def _scaling_tables(selection):
 # ------------------------------------------------------- left out, reproduce
 def _left_out(selection):
     lines = []
-    if selection.skipped or selection.diverged or selection.ignored or selection.unusable:
-        lines += ["## Runs left out or cut short", ""]
-    for title, records in (("Skipped", selection.skipped), ("Diverged", selection.diverged)):
+    # the scale guard ran these as another method (full CMA-ES as sep-CMA-ES)
+    switched = [r for r in selection.used if r.get("runs_as", r["method"]) != r["method"]]
+    if selection.skipped or selection.diverged or switched or selection.ignored or \
+            selection.unusable:
+        lines += ["## Runs left out, cut short or switched", ""]
+    for title, records in (("Skipped", selection.skipped), ("Diverged", selection.diverged),
+                           ("Switched", switched)):
         groups = {}
         for record in records:
             key = (record["problem"], record["method"], record.get("message") or "no message")

@@ -236,12 +236,16 @@ def test_missing_data_leaves_figures_out_and_says_so(tmp_path):
     skipped = _synthetic(problem="digits", method="cmaes", status="skipped")
     skipped.update(message="full CMA-ES needs a big covariance", trace={})
     store.append(skipped)
+    switched = _synthetic(problem="digits", method="cmaes", seed=1)
+    switched.update(runs_as="sep-cmaes", message="switched to sep-cmaes: over the limit")
+    store.append(switched)
     text = open(report.build_report(store.path, str(out)), encoding="utf-8").read()
     assert "no scaling runs" in text
     assert "figures/scaling.png" not in text and not (out / "figures" / "scaling.png").exists()
     assert "(figures/convergence_fpe.png)" in text
     assert "Skipped: cmaes on digits (seeds 0): full CMA-ES needs a big covariance" in text
     assert "Diverged: backprop on sine (seeds 1)" in text
+    assert "Switched: cmaes on digits (seeds 1): switched to sep-cmaes: over the limit" in text
     rows = _table_rows(text)
     assert rows["sine", "backprop"][2] == "2 (1 diverged)"
     # the diverged run's loss counts as infinite: the median of (0.1, inf) is inf
