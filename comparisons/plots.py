@@ -301,7 +301,7 @@ def _finite(arrays):
     return values[np.isfinite(values)]
 
 
-def _draw_curve(ax, grid, curve, method, floor=None):
+def draw_curve(ax, grid, curve, method, floor=None):
     """The median as a step line and the interquartile range as a band."""
     def clip(values):
         return values if floor is None else np.maximum(values, floor)
@@ -407,7 +407,7 @@ def _draw_loss_panel(ax, grid, stats, runs):
         ax.set_yscale("log")
         floor = LOSS_FLOOR
     for method, curve in stats.items():
-        _draw_curve(ax, grid, curve, method, floor=floor)
+        draw_curve(ax, grid, curve, method, floor=floor)
     targets = {run.get("target_loss") for run in runs} - {None}
     for target in targets:
         ax.axhline(target, color="#555555", linestyle=(0, (1, 2)), linewidth=1, zorder=2)
@@ -422,7 +422,7 @@ def _draw_score_panel(ax, grid, stats, problem):
     is_r2 = score_name(problem) == "R²"
     floor = SCORE_FLOOR if is_r2 else None
     for method, curve in stats.items():
-        _draw_curve(ax, grid, curve, method, floor=floor)
+        draw_curve(ax, grid, curve, method, floor=floor)
     values = _finite([array for curve in stats.values()
                       for array in (curve.low, curve.median, curve.high)])
     if len(grid):

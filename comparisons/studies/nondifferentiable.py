@@ -169,7 +169,7 @@ def _selected(records, dataset, setting, method=None):
 def _draw_percent(ax, grid, curve, method):
     scaled = curve._replace(low=100 * curve.low, median=100 * curve.median,
                             high=100 * curve.high)
-    plots._draw_curve(ax, grid, scaled, method)
+    plots.draw_curve(ax, grid, scaled, method)
 
 
 def _curves_panel(ax, records, dataset, setting):
