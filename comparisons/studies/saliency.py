@@ -256,10 +256,10 @@ def section(result):
         f"Both networks are the {'-'.join(map(str, result['sizes']))} ReLU network of problem "
         f"'{result['problem']}', from the same initial parameters. Backprop (Adam, "
         f"{bp['budget']['epochs']} epochs, {bp['budget']['fpe']:,} forward-pass equivalents, "
-        f"{bp['budget']['seconds']:.1f} s) reaches {_percent(bp['test_accuracy'])} test "
+        f"{bp['budget']['seconds']:.2g} s) reaches {_percent(bp['test_accuracy'])} test "
         f"accuracy; the GA ({ga['budget']['generations']:,} generations, "
         f"{ga['budget']['evaluations']:,} evaluations = {ga['budget']['fpe']:,} forward-pass "
-        f"equivalents, {ga['budget']['seconds']:.0f} s) reaches "
+        f"equivalents, {ga['budget']['seconds']:.2g} s) reaches "
         f"{_percent(ga['test_accuracy'])} (training loss {ga['train_loss']:.3f} against "
         f"backprop's {bp['train_loss']:.3f}).",
         "",
