@@ -194,28 +194,45 @@ def loss_rows(sizes, acts, loss, Y, Z, A, rows):
 def backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows, scale,
                   dropout, seed, step):
     """Backward pass: grad = scale * dL/dparams for the rows forwarded into Z, A."""
-    n_layers = sizes.size - 1
-    last = n_layers - 1
+    last = sizes.size - 2
+    Dl = output_delta(sizes, acts, loss, Y, Z, A, D, rows, scale)
+    for l in range(last, -1, -1):
+        W, b = layer_params(params, sizes, l)
+        gW, gb = layer_params(grad, sizes, l)
+        Dl = dense_backward(X, Z, A, D, Dl, W, gW, gb, sizes, acts, l, rows, dropout, seed,
+                            step)
+
+
+@inline
+def output_delta(sizes, acts, loss, Y, Z, A, D, rows, scale):
+    """The output layer's delta, scale * dL/dz, into its block of D (returned)."""
+    last = sizes.size - 2
     Dl = layer_block(D, sizes, last, rows)
     Zl = layer_block(Z, sizes, last, rows)
     Al = layer_block(A, sizes, last, rows)
     for i in range(rows):
         row_delta(Zl[i], Al[i], Y[i], loss, acts[last], scale, Dl[i])
-    for l in range(last, -1, -1):
-        W, b = layer_params(params, sizes, l)
-        gW, gb = layer_params(grad, sizes, l)
-        A_in = X if l == 0 else layer_block(A, sizes, l - 1, rows)
-        gemm_tn(A_in, Dl, gW)
-        gb[:] = 0
-        for i in range(rows):
-            for j in range(gb.size):
-                gb[j] += Dl[i, j]
-        if l > 0:
-            D_in = layer_block(D, sizes, l - 1, rows)
-            gemm_nt(Dl, W, D_in)
-            hidden_delta(D_in, layer_block(Z, sizes, l - 1, rows), A_in, acts[l - 1],
-                         dropout[l - 1], seed, step, l - 1)
-            Dl = D_in
+    return Dl
+
+
+@inline
+def dense_backward(X, Z, A, D, Dl, W, gW, gb, sizes, acts, l, rows, dropout, seed, step):
+    """From layer l's delta Dl (dL/d of its x W + b): gW = A_in^T Dl, gb = sum of Dl's
+    rows, and the delta of layer l - 1 through its f' and dropout mask (returned;
+    Dl itself at l = 0)."""
+    A_in = X if l == 0 else layer_block(A, sizes, l - 1, rows)
+    gemm_tn(A_in, Dl, gW)
+    gb[:] = 0
+    for i in range(rows):
+        for j in range(gb.size):
+            gb[j] += Dl[i, j]
+    if l == 0:
+        return Dl
+    D_in = layer_block(D, sizes, l - 1, rows)
+    gemm_nt(Dl, W, D_in)
+    hidden_delta(D_in, layer_block(Z, sizes, l - 1, rows), A_in, acts[l - 1],
+                 dropout[l - 1], seed, step, l - 1)
+    return D_in
 
 
 @inline
@@ -603,29 +620,15 @@ def bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, g
                      scale, dropout, seed, step):
     """grad = scale * dL/dparams of the batch forwarded by ``bn_forward_rows``."""
     last = sizes.size - 2
-    Dl = layer_block(D, sizes, last, rows)
-    Zl = layer_block(Z, sizes, last, rows)
-    Al = layer_block(A, sizes, last, rows)
-    for i in range(rows):
-        row_delta(Zl[i], Al[i], Y[i], loss, acts[last], scale, Dl[i])
+    Dl = output_delta(sizes, acts, loss, Y, Z, A, D, rows, scale)
     for l in range(last, -1, -1):
         W, b, gamma, beta = bn_layer_params(params, sizes, bn, l)
         gW, gb, g_gamma, g_beta = bn_layer_params(grad, sizes, bn, l)
         if bn[l]:
             normalize_backward(Dl, layer_block(H, sizes, l, rows), gamma,
                                layer_block(inv_std, sizes, l, 1)[0], g_gamma, g_beta)
-        A_in = X if l == 0 else layer_block(A, sizes, l - 1, rows)
-        gemm_tn(A_in, Dl, gW)
-        gb[:] = 0
-        for i in range(rows):
-            for j in range(gb.size):
-                gb[j] += Dl[i, j]
-        if l > 0:
-            D_in = layer_block(D, sizes, l - 1, rows)
-            gemm_nt(Dl, W, D_in)
-            hidden_delta(D_in, layer_block(Z, sizes, l - 1, rows), A_in, acts[l - 1],
-                         dropout[l - 1], seed, step, l - 1)
-            Dl = D_in
+        Dl = dense_backward(X, Z, A, D, Dl, W, gW, gb, sizes, acts, l, rows, dropout, seed,
+                            step)
 
 
 @kernel
