@@ -350,6 +350,18 @@ def fit_step(params, work, layout, hyper, X, Y):
     return batch_loss
 
 
+@inline
+def gather_batch(X, Y, order, start, rows, Xb, Yb):
+    """Rows ``order[start:start + rows]`` of X and Y copied into the batch buffers
+    Xb, Yb; returns the filled views."""
+    Xr = matrix_rows(Xb, rows, X.shape[1])
+    Yr = matrix_rows(Yb, rows, Y.shape[1])
+    for i in range(rows):
+        Xr[i] = X[order[start + i]]
+        Yr[i] = Y[order[start + i]]
+    return Xr, Yr
+
+
 @kernel
 def fit_epoch(params, work, layout, hyper, X, Y, order):
     """One epoch of a packed training run in one call.
@@ -363,16 +375,11 @@ def fit_epoch(params, work, layout, hyper, X, Y, order):
     batch = layout[S_BATCH]
     grad, m, v, Z, A, D, Xb, Yb = run_buffers(work, params.size, sizes, batch)
     n = order.size
-    n_in, n_out = X.shape[1], Y.shape[1]
     total = 0.0
     correct = 0
     for start in range(0, n, batch):
         rows = min(batch, n - start)
-        Xr = matrix_rows(Xb, rows, n_in)
-        Yr = matrix_rows(Yb, rows, n_out)
-        for i in range(rows):
-            Xr[i] = X[order[start + i]]
-            Yr[i] = Y[order[start + i]]
+        Xr, Yr = gather_batch(X, Y, order, start, rows, Xb, Yb)
         batch_loss = train_step(params, grad, m, v, layout[S_STEP], layout[S_KIND], hyper, Xr,
                                 Yr, sizes, acts, layout[S_LOSS], hyper[N_HYPER:],
                                 layout[S_SEED], Z, A, D)
@@ -734,16 +741,11 @@ def bn_fit_epoch(params, stats, work, layout, hyper, X, Y, order, momentum):
     batch = layout[S_BATCH]
     _, _, _, _, A, _, Xb, Yb, _, _, _, _ = bn_buffers(work, params.size, sizes, batch)
     n = order.size
-    n_in, n_out = X.shape[1], Y.shape[1]
     total = 0.0
     correct = 0
     for start in range(0, n, batch):
         rows = min(batch, n - start)
-        Xr = matrix_rows(Xb, rows, n_in)
-        Yr = matrix_rows(Yb, rows, n_out)
-        for i in range(rows):
-            Xr[i] = X[order[start + i]]
-            Yr[i] = Y[order[start + i]]
+        Xr, Yr = gather_batch(X, Y, order, start, rows, Xb, Yb)
         batch_loss = bn_train_step(params, stats, work, layout, hyper, Xr, Yr, momentum)
         if not np.isfinite(batch_loss):
             return total / max(start, 1), correct, False
