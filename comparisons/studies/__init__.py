@@ -27,7 +27,8 @@ from comparisons import plots
 
 #: study modules, in report order
 STUDY_MODULES = ("mnist1d", "two_spirals", "parity", "montana_davis", "gradient_flow",
-                 "step_cosine", "landscape", "hybrids", "nondifferentiable", "saliency")
+                 "step_cosine", "landscape", "hybrids", "nondifferentiable", "saliency",
+                 "scale_guard")
 
 
 def study(name):
