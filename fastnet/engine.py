@@ -28,7 +28,7 @@ PARALLEL_MIN_WORK = 1_000_000
 _blas = None
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """BLAS limited to one thread while Numba's threads run: two thread pools
     spinning on the same cores stall each other (measured on 2 cores: 400
     population evaluations per second instead of 2,300)."""
@@ -85,7 +85,7 @@ class CpuEngine:
         Z_stack = np.empty((threads, rows * P * h), self.dtype)
         Z = np.empty((threads, rows * self.units), self.dtype)
         A = np.empty((threads, rows * self.units), self.dtype)
-        with _one_blas_thread():
+        with one_blas_thread():
             return cpu.population_loss(thetas, self.sizes, self.acts, self.loss_id, X, Y,
                                        rows, W_stack, Z_stack, Z, A)
 

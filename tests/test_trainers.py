@@ -425,3 +425,19 @@ def test_covariance_update_matches_the_dense_formula(method):
         np.testing.assert_allclose(np.tril(t.C), np.tril(expected), rtol=1e-12)
     else:
         np.testing.assert_allclose(t.C, np.diag(expected), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method, dim, serial", [("cmaes", 300, True), ("cmaes", 50, False),
+                                                 ("cmaes", 2500, False),
+                                                 ("sep-cmaes", 300, False)])
+def test_full_cmaes_runs_mid_sized_products_on_one_blas_thread(method, dim, serial):
+    from threadpoolctl import threadpool_info
+    trainer = TRAINERS[method](np.zeros(dim), seed=0)
+    seen = []
+    sample = trainer._sample_y
+    trainer._sample_y = lambda Z: (seen.append(
+        [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]),
+        sample(Z))[1]
+    outside = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    trainer.ask()
+    assert seen[0] == ([1] * len(outside) if serial else outside)
