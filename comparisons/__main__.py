@@ -6,7 +6,7 @@ import sys
 import time
 
 from comparisons.problems import PROBLEMS
-from comparisons.runs import METHODS
+from comparisons.runs import HYBRID_METHODS, METHODS
 
 # "scaling": (problem, hidden widths) run on top of the problems, for the scaling figure
 QUICK = {"problems": ["xor", "parity4", "moons", "sine", "iris", "digits"],
@@ -18,10 +18,12 @@ FULL = {"problems": list(PROBLEMS), "methods": list(METHODS), "seeds": 5, "budge
         "results": "reports/results.jsonl", "out": "reports"}
 
 
-def _names(text, valid, what):
+def _names(text, valid, what, also=()):
+    """The names in comma-separated ``text`` (each in ``valid`` or ``also``); 'all': ``valid``."""
     if text == "all":
         return list(valid)
     names = [name.strip() for name in text.split(",") if name.strip()]
+    valid = list(valid) + list(also)
     for name in names:
         base, _, width = name.partition("-w") if what == "problem" else (name, "", "")
         if width and not (width.isdigit() and int(width) > 0):
@@ -49,7 +51,9 @@ def _add_sweep_arguments(parser, preset):
     parser.add_argument("--problems", default=",".join(preset["problems"]),
                         help="comma-separated problem names, or 'all'")
     parser.add_argument("--methods", default=",".join(preset["methods"]),
-                        help="comma-separated method names, or 'all'")
+                        help="comma-separated method names (the hybrids "
+                             f"{', '.join(HYBRID_METHODS)} too), or 'all' (every method "
+                             "but the hybrids)")
     parser.add_argument("--seeds", type=_positive(int), default=preset["seeds"],
                         help="number of seeds (0..N-1)")
     parser.add_argument("--budget-scale", type=_positive(float), default=preset["budget_scale"],
@@ -69,7 +73,7 @@ def _add_sweep_arguments(parser, preset):
 
 def _run(args):
     from comparisons.sweep import sweep, tasks
-    methods = _names(args.methods, list(METHODS), "method")
+    methods = _names(args.methods, METHODS, "method", also=HYBRID_METHODS)
     problems = _names(args.problems, list(PROBLEMS), "problem")
     if args.scaling:
         base, widths = args.scaling
@@ -138,6 +142,7 @@ def main(argv=None):
         for problem in PROBLEMS.values():
             print(f"{problem.name:10s} {problem.description}")
         print("methods:", ", ".join(METHODS))
+        print("hybrids:", ", ".join(HYBRID_METHODS))
         from comparisons.studies import STUDY_MODULES
         print("studies:", ", ".join(STUDY_MODULES))
         return 0

@@ -154,3 +154,17 @@ def test_on_log_receives_the_parameters_of_every_logged_point():
     X, Y = prepared_data(net, problem)[:2]
     last = net.loss(X, Y, params=path[-1].astype(net.dtype))
     assert last == pytest.approx(record["trace"]["train_loss"][-1], rel=1e-5)
+
+
+def test_the_run_command_sweeps_hybrids_by_name_and_all_leaves_them_out(tmp_path):
+    from comparisons.__main__ import main
+    from comparisons.runs import HYBRID_METHODS, METHODS
+    results = tmp_path / "hybrids.jsonl"
+    assert main(["run", "--problems", "xor", "--methods", "ga+bp,memetic", "--seeds", "1",
+                 "--budget-scale", "0.05", "--no-scaling", "--no-progress", "--jobs", "1",
+                 "--results", str(results)]) == 0
+    records = ResultsStore(results).records()
+    assert sorted(r["method"] for r in records) == ["ga+bp", "memetic"]
+    assert records[0]["hybrid"]["gradient_free"] == "ga"
+    from comparisons.__main__ import _names
+    assert _names("all", METHODS, "method", also=HYBRID_METHODS) == list(METHODS)
