@@ -1,22 +1,15 @@
-"""Population objectives beyond the network's own loss, and a run that minimises one.
+"""Population objectives beyond the network's own loss.
 
 The 0-1 loss (misclassification rate) is what a classifier is judged by, but
 its gradient is zero almost everywhere (it is piecewise constant in the
 parameters), so backprop cannot minimise it; a gradient-free trainer only
-needs its values. ``run_objective`` trains a problem's network on any
-population objective with ``comparisons.minimize`` and logs the same trace,
-on the same forward-pass-equivalent axis, as ``comparisons.runs.run``.
+needs its values. ``comparisons.runs.run(..., objective="zero_one")`` trains a
+problem's network on it, on the same budget and trace as any other run.
 """
-import time
-
 import numpy as np
 
 import fastnet
-from fastnet._checks import check_int, check_matrix, check_name, check_same_length
-from comparisons.budget import Cost
-from comparisons.optimize import minimize
-from comparisons.problems import Problem
-from comparisons.runs import METHOD_OPTIONS, Trace, prepared_data
+from fastnet._checks import check_matrix, check_same_length
 
 
 def _check_network(net):
@@ -70,67 +63,3 @@ OBJECTIVES = {
     "loss": lambda net, thetas, X, y: net.population_loss(thetas, X, y),
     "zero_one": zero_one_losses,
 }
-
-
-def run_objective(problem, method, seed, budget, objective="zero_one", options=None):
-    """Train ``problem``'s network (initialised from ``seed``) with the gradient-free
-    ``method`` on ``objective`` (a name in OBJECTIVES), within ``budget``
-    forward-pass equivalents: one candidate on N training samples costs N.
-
-    Returns a record shaped like ``comparisons.runs.run``'s (its ``trace`` logs
-    the best candidate so far; ``train_loss`` is its objective value) plus
-    ``objective``. ``options`` override ``comparisons.runs.METHOD_OPTIONS``.
-    """
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a comparisons.problems.Problem, got {problem!r}")
-    method = check_name("method", method, METHOD_OPTIONS)
-    objective = check_name("objective", objective, OBJECTIVES)
-    seed = check_int("seed", seed, 0)
-    budget = check_int("budget", budget)
-    if options is not None and not isinstance(options, dict):
-        raise TypeError(f"options must be a dict of the method's settings, got {options!r}")
-    net = problem.network(seed=seed)
-    data = prepared_data(net, problem)
-    X_train, Y_train = data[0], data[1]
-    per_candidate = len(X_train)
-    if budget < per_candidate:
-        raise ValueError(f"budget={budget:,} forward-pass equivalents is less than one "
-                         f"evaluation on the {per_candidate} training samples")
-
-    def fun(thetas):
-        return OBJECTIVES[objective](net, thetas, X_train, Y_train)
-
-    trace = Trace(net, data, budget)
-    trace.log(Cost(), net.params, fun(net.params[None])[0], force=True)
-    logger = _BestLogger(net, trace, per_candidate)
-    options = {**METHOD_OPTIONS[method], **(options or {})}
-    result = minimize(fun, net.params.astype(np.float64), method,
-                      max_evals=budget // per_candidate, seed=seed, vectorized=True,
-                      callback=logger, **options)
-    cost = logger.cost(result.nfev)
-    trace.log(cost, np.ascontiguousarray(result.x, dtype=net.dtype), result.fun, force=True)
-    return {"problem": problem.name, "method": method, "objective": objective, "seed": seed,
-            "budget": budget, "n_params": net.n_params, "sizes": list(net.sizes),
-            "n_train": per_candidate, "options": options, "status": "completed",
-            "message": result.message, "trace": trace.points, "evals": cost.evals,
-            "fpe": cost.fpe, "seconds": cost.seconds}
-
-
-class _BestLogger:
-    """``minimize``'s callback: logs the best candidate so far into a ``Trace``.
-    Its seconds count training only: the time spent logging is taken out."""
-
-    def __init__(self, net, trace, per_candidate):
-        self.net, self.trace, self.per_candidate = net, trace, per_candidate
-        self.start, self.logging = time.perf_counter(), 0.0
-
-    def cost(self, nfev):
-        seconds = time.perf_counter() - self.start - self.logging
-        return Cost(evals=nfev, fpe=nfev * self.per_candidate, seconds=seconds)
-
-    def __call__(self, trainer):
-        cost = self.cost(trainer.nfev)
-        started = time.perf_counter()
-        self.trace.log(cost, np.ascontiguousarray(trainer.best, dtype=self.net.dtype),
-                       trainer.best_loss)
-        self.logging += time.perf_counter() - started

@@ -101,16 +101,18 @@ def method_sort_key(method):
     return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
 
 
-def _line_kwargs(method):
-    colour, linestyle, _ = method_style(method)
+def _line_kwargs(method, look=None):
+    """Line settings of ``method``; ``look``: a (colour, line style) of a study's own
+    line that is not a method of the sweep (an optimiser variant, say)."""
+    colour, linestyle = look or method_style(method)[:2]
     strong = method == "backprop"
     return {"color": colour, "linestyle": linestyle, "linewidth": 2.2 if strong else 1.4,
             "zorder": 4 if strong else 3, "gid": f"method:{method}"}
 
 
-def method_handle(method, label=None, marker=False):
+def method_handle(method, label=None, marker=False, look=None):
     """A legend entry for ``method`` (the same look in every figure)."""
-    kwargs = _line_kwargs(method)
+    kwargs = _line_kwargs(method, look)
     if marker:
         kwargs.update(marker=method_style(method)[2], markersize=5)
     return Line2D([], [], label=label or method, **kwargs)
@@ -301,11 +303,11 @@ def _finite(arrays):
     return values[np.isfinite(values)]
 
 
-def draw_curve(ax, grid, curve, method, floor=None):
+def draw_curve(ax, grid, curve, method, floor=None, look=None):
     """The median as a step line and the interquartile range as a band."""
     def clip(values):
         return values if floor is None else np.maximum(values, floor)
-    kwargs = _line_kwargs(method)
+    kwargs = _line_kwargs(method, look)
     band = grid >= curve.start
     ax.fill_between(grid, clip(curve.low), clip(curve.high), where=band,
                     color=kwargs["color"], alpha=0.1, linewidth=0,

@@ -32,6 +32,7 @@ import numpy as np
 import fastnet
 from fastnet._checks import check_float, check_int, check_name
 from comparisons.budget import BACKPROP_FPE_PER_SAMPLE, Cost, LogSchedule
+from comparisons.objectives import OBJECTIVES
 from comparisons.problems import Problem, get_problem
 from comparisons.scale import guard
 from comparisons.trainers import Memetic, get_trainer
@@ -69,9 +70,10 @@ class Trace:
     """Logged points of one run, as columns."""
     columns = ("evals", "fpe", "seconds", "train_loss", "test_loss", "test_score")
 
-    def __init__(self, net, data, budget, on_log=None):
+    def __init__(self, net, data, budget, on_log=None, target=None):
         self.net = net
         self.on_log = on_log
+        self.target = target    # the training value that counts as solved (None: none)
         self.X_train, self.Y_train, self.X_test, self.Y_test = data
         self.schedule = LogSchedule(budget)
         self.points = {column: [] for column in self.columns}
@@ -89,8 +91,9 @@ class Trace:
         if self.on_log is not None:
             self.on_log(np.array(params, dtype=np.float64))
 
-    def reached(self, cost, train_loss, target):
-        if self.fpe_to_target is None and train_loss <= target:
+    def reached(self, cost, train_loss):
+        if self.fpe_to_target is None and self.target is not None and \
+                train_loss <= self.target:
             self.fpe_to_target = {"evals": cost.evals, "fpe": cost.fpe,
                                   "seconds": cost.seconds}
 
@@ -106,11 +109,15 @@ def prepared_data(net, problem):
             net.targets(y_test))
 
 
-def run(problem, method, seed, budget=None, device="cpu", options=None, on_log=None):
+def run(problem, method, seed, budget=None, device="cpu", options=None, on_log=None,
+        objective="loss"):
     """Train ``problem`` (a Problem or its name) with ``method``; return a result record.
 
     ``on_log(params)``, if given, receives a float64 copy of the parameters at
-    every point the trace logs (for studies that follow the path itself)."""
+    every point the trace logs (for studies that follow the path itself).
+    ``objective``: what a gradient-free method minimises, a name in
+    ``comparisons.objectives.OBJECTIVES`` (the trace's ``train_loss`` is its
+    value); backprop and the hybrids train on the network's loss only."""
     if isinstance(problem, str):
         problem = get_problem(problem)
     elif not isinstance(problem, Problem):
@@ -121,16 +128,22 @@ def run(problem, method, seed, budget=None, device="cpu", options=None, on_log=N
     device = check_name("device", device, ("cpu", "cuda"))
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a dict of the method's settings, got {options!r}")
+    objective = check_name("objective", objective, OBJECTIVES)
+    if objective != "loss" and method not in METHOD_OPTIONS:
+        raise ValueError(f"objective={objective!r} needs a gradient-free method; "
+                         f"method={method!r} trains on the network's loss")
     net = problem.network(seed=seed, backend=device)
     data = prepared_data(net, problem)
-    trace = Trace(net, data, budget, on_log)
+    # the problem's target is a value of its loss, not of another objective
+    trace = Trace(net, data, budget, on_log,
+                  problem.target_loss if objective == "loss" else None)
     options = {**_default_options(method), **(options or {})}
     record = {"problem": problem.name, "method": method, "seed": seed, "budget": budget,
               "device": device, "n_params": net.n_params, "sizes": list(net.sizes),
-              "n_train": len(data[0]), "options": options, "status": "completed",
-              "message": ""}
+              "n_train": len(data[0]), "options": options, "objective": objective,
+              "status": "completed", "message": ""}
     if method == "backprop":
-        cost = _run_backprop(net, data, budget, seed, options, trace, problem, record)
+        cost = _run_backprop(net, data, budget, seed, options, trace, record)
     else:
         base = HYBRID_BASES.get(method, method)
         try:
@@ -141,8 +154,12 @@ def run(problem, method, seed, budget=None, device="cpu", options=None, on_log=N
         else:
             # the guard may switch cmaes to sep-cmaes: "cmaes+bp" then runs as "sep-cmaes+bp"
             record.update(runs_as=method.replace(base, runs_as, 1), message=note)
-            runner = HYBRID_RUNNERS.get(method, _run_gradient_free)
-            cost = runner(net, data, budget, seed, runs_as, options, trace, problem, record)
+            if method in HYBRID_RUNNERS:
+                cost = HYBRID_RUNNERS[method](net, data, budget, seed, runs_as, options, trace,
+                                              record)
+            else:
+                cost = _run_gradient_free(net, data, budget, seed, runs_as, options, trace,
+                                          record, objective)
     record.update(trace=trace.points, fpe_to_target=trace.fpe_to_target,
                   target_loss=problem.target_loss, evals=cost.evals, fpe=cost.fpe,
                   seconds=cost.seconds, threads=numba.get_num_threads(),
@@ -165,17 +182,18 @@ def _scale_guard(net, n_train, method, options):
     return guard(method, net.n_params, popsize, evaluation_flops)
 
 
-def _run_gradient_free(net, data, budget, seed, method, options, trace, problem, record):
+def _run_gradient_free(net, data, budget, seed, method, options, trace, record, objective):
     trainer = get_trainer(method)(net.params.astype(np.float64), seed=seed, **options)
-    cost = _start(net, data, trace)
+    evaluate = _population_losses(net, data, objective)
+    cost = _start(net, data, trace, evaluate(net.params[None])[0][0])
     n_train = len(data[0])
-    generation = _evolve(net, trainer, _population_losses(net, data), Cost(1, n_train), budget,
-                         cost, trace, problem, record)
+    generation = _evolve(net, trainer, evaluate, Cost(1, n_train), budget, cost, trace,
+                         record)
     _check_evolved(trainer, cost, budget, generation, f"{n_train} samples", record)
     return cost
 
 
-def _run_warm_start(net, data, budget, seed, method, options, trace, problem, record):
+def _run_warm_start(net, data, budget, seed, method, options, trace, record):
     """Trainer ``method`` for the first ``switch`` of the budget, then backprop from its best."""
     trainer_options, backprop, settings = _split_hybrid_options(options, ("switch",))
     switch = check_float("switch", settings["switch"], 0.0, 1.0)
@@ -184,7 +202,7 @@ def _run_warm_start(net, data, budget, seed, method, options, trace, problem, re
     n_train = len(data[0])
     switch_budget = int(switch * budget)
     generation = _evolve(net, trainer, _population_losses(net, data), Cost(1, n_train),
-                         switch_budget, cost, trace, problem, record)
+                         switch_budget, cost, trace, record)
     record["hybrid"] = {"gradient_free": method, "switch": switch,
                         "switch_budget": switch_budget, "switch_fpe": cost.fpe,
                         "switch_evals": cost.evals,
@@ -195,10 +213,10 @@ def _run_warm_start(net, data, budget, seed, method, options, trace, problem, re
                      f"{n_train} samples): backprop trained the starting network")
     # with no finite candidate, best is still the starting network
     net.params[:] = _as_params(net, trainer.best)
-    return _descend(net, data, budget, seed, backprop, trace, problem, record, cost)
+    return _descend(net, data, budget, seed, backprop, trace, record, cost)
 
 
-def _run_memetic(net, data, budget, seed, method, options, trace, problem, record):
+def _run_memetic(net, data, budget, seed, method, options, trace, record):
     """A Memetic GA whose children take ``local_steps`` Adam steps before their loss."""
     trainer_options, backprop, settings = _split_hybrid_options(options, ("local_steps",))
     steps = check_int("local_steps", settings["local_steps"])
@@ -209,7 +227,7 @@ def _run_memetic(net, data, budget, seed, method, options, trace, problem, recor
                      fpe=n_train + steps * BACKPROP_FPE_PER_SAMPLE * batch_size)
     cost = _start(net, data, trace)
     learn = _learning(net, data, seed, backprop, steps)
-    generation = _evolve(net, trainer, learn, per_child, budget, cost, trace, problem, record)
+    generation = _evolve(net, trainer, learn, per_child, budget, cost, trace, record)
     record["hybrid"] = {"gradient_free": method, "inheritance": trainer.inheritance,
                         "local_steps": steps, "batch_size": batch_size,
                         "fpe_per_child": per_child.fpe, "evals_per_child": per_child.evals}
@@ -230,10 +248,13 @@ def _split_hybrid_options(options, own):
     return options, backprop, settings
 
 
-def _start(net, data, trace):
-    """A new cost count, and the starting network logged as the trace's first point."""
+def _start(net, data, trace, value=None):
+    """A new cost count, and the starting network logged as the trace's first point
+    (with its training ``value``; default: its loss)."""
     cost = Cost()
-    trace.log(cost, net.params, net.engine.loss(net.params, data[0], data[1]), force=True)
+    if value is None:
+        value = net.engine.loss(net.params, data[0], data[1])
+    trace.log(cost, net.params, value, force=True)
     return cost
 
 
@@ -241,12 +262,15 @@ def _as_params(net, vector):
     return np.ascontiguousarray(vector, dtype=net.dtype)
 
 
-def _population_losses(net, data):
-    """evaluate(candidates) -> (losses,): each candidate's loss on the training set."""
+def _population_losses(net, data, objective="loss"):
+    """evaluate(candidates) -> (values,): each candidate's ``objective`` on the training
+    set (the loss straight from the engine, anything else from OBJECTIVES)."""
     def evaluate(candidates):
         with np.errstate(over="ignore"):  # a huge candidate becomes inf: its loss is worst
             thetas = _as_params(net, candidates)
-        return (net.engine.population_loss(thetas, data[0], data[1]),)
+        if objective == "loss":
+            return (net.engine.population_loss(thetas, data[0], data[1]),)
+        return (OBJECTIVES[objective](net, thetas, data[0], data[1]),)
     return evaluate
 
 
@@ -280,7 +304,7 @@ def _learning(net, data, seed, backprop, steps):
     return evaluate
 
 
-def _evolve(net, trainer, evaluate, per_candidate, budget, cost, trace, problem, record):
+def _evolve(net, trainer, evaluate, per_candidate, budget, cost, trace, record):
     """Ask, ``evaluate`` and tell until the next generation would take ``cost`` past
     ``budget`` FPE or the trainer stops; ``per_candidate``: one candidate's Cost.
     Logs the best at the end; returns the size of the last generation asked."""
@@ -292,7 +316,7 @@ def _evolve(net, trainer, evaluate, per_candidate, budget, cost, trace, problem,
         trainer.tell(*evaluate(candidates))
         cost.add(evals=len(candidates) * per_candidate.evals,
                  fpe=len(candidates) * per_candidate.fpe, seconds=time.perf_counter() - start)
-        trace.reached(cost, trainer.best_loss, problem.target_loss)
+        trace.reached(cost, trainer.best_loss)
         trace.log(cost, _as_params(net, trainer.best), trainer.best_loss)
         if trainer.stop():
             _add_message(record, f"trainer stopped: {trainer.stop()}")
@@ -317,12 +341,12 @@ def _add_message(record, text):
     record["message"] = "; ".join(part for part in (record["message"], text) if part)
 
 
-def _run_backprop(net, data, budget, seed, options, trace, problem, record):
-    return _descend(net, data, budget, seed, options, trace, problem, record,
+def _run_backprop(net, data, budget, seed, options, trace, record):
+    return _descend(net, data, budget, seed, options, trace, record,
                     _start(net, data, trace))
 
 
-def _descend(net, data, budget, seed, options, trace, problem, record, cost):
+def _descend(net, data, budget, seed, options, trace, record, cost):
     """Backprop on ``net.params`` (Adam, ``options``), adding to ``cost`` until the next
     epoch would pass ``budget`` FPE; logs the last point."""
     X_train, Y_train = data[0], data[1]
@@ -345,7 +369,7 @@ def _descend(net, data, budget, seed, options, trace, problem, record, cost):
             break
         runner.sync()
         train_loss = net.engine.loss(net.params, X_train, Y_train)
-        trace.reached(cost, train_loss, problem.target_loss)
+        trace.reached(cost, train_loss)
         trace.log(cost, net.params, train_loss)
     runner.sync()
     trace.log(cost, net.params, net.engine.loss(net.params, X_train, Y_train), force=True)

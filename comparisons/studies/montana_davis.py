@@ -44,7 +44,6 @@ is the mean over samples, so a rate of 10 on it is a rate of
 import numpy as np
 import matplotlib
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 
 import fastnet
 from comparisons import plots
@@ -209,8 +208,8 @@ def figure(grid, curves, result):
         fig = Figure(figsize=(6.8, 3.8), layout="constrained")
         ax = fig.add_subplot()
         for method, curve in curves.items():
-            plots.draw_curve(ax, grid, curve, method, floor=plots.LOSS_FLOOR)
-        _restyle(ax.get_children(), "adam")
+            plots.draw_curve(ax, grid, curve, method, floor=plots.LOSS_FLOOR,
+                             look=STYLES.get(method))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(f"backprop iterations (GA: evaluations / "
@@ -219,20 +218,10 @@ def figure(grid, curves, result):
         ax.set_title(f"Iris versicolor vs virginica, {'-'.join(map(str, result['sizes']))} "
                      f"sigmoid network ({result['n_weights']} weights)\nmedian and "
                      f"interquartile range over {len(result['seeds'])} seeds", loc="left")
-        handles = [plots.method_handle(method, LABELS[method]) for method in curves]
-        _restyle(handles, "adam")
+        handles = [plots.method_handle(method, LABELS[method], look=STYLES.get(method))
+                   for method in curves]
         ax.legend(handles=handles, frameon=False)
     return fig
-
-
-def _restyle(artists, method):
-    """Draw ``method`` (not in ``plots.METHOD_STYLES``) in its ``STYLES`` colour and dashes."""
-    colour, linestyle = STYLES[method]
-    for artist in artists:
-        if artist.get_gid() == f"method:{method}":
-            artist.set_color(colour)
-            if isinstance(artist, Line2D):   # the band has no edge to dash
-                artist.set_linestyle(linestyle)
 
 
 def _spread(stats, form="{:.3g}"):

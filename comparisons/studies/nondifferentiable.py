@@ -66,10 +66,7 @@ def train(dataset, setting, method, seed, budget):
     """One run's record, with its trace's test 0-1 error added as ``test_error``."""
     activation, objective = setting
     task = problem(dataset, activation)
-    if method == "backprop":
-        record = runs.run(task, "backprop", seed, budget=budget)
-    else:
-        record = objectives.run_objective(task, method, seed, budget, objective)
+    record = runs.run(task, method, seed, budget=budget, objective=objective)
     record["trace"]["test_error"] = [None if score is None else 1.0 - score
                                      for score in record["trace"]["test_score"]]
     return record
