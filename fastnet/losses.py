@@ -80,6 +80,26 @@ def row_loss(z, a, y, loss):
     return total
 
 
+def softmax_row_loss(z, a, y):
+    """``row_loss`` for cross-entropy when a = softmax(z) is already known.
+
+    At k = argmax z, a_k = 1 / sum_j exp(z_j - z_k) >= 1 / n, so
+    lse(z) = z_k - log(a_k) is finite and equals ``row_loss``'s
+    top + log(sum_exp) but for rounding: one logarithm per row instead of
+    an exponential per class.
+    """
+    k = 0
+    for j in range(1, z.size):
+        if z[j] > z[k]:
+            k = j
+    total = ZERO
+    sum_y = ZERO
+    for j in range(z.size):
+        sum_y += y[j]
+        total -= y[j] * z[j]
+    return total + (z[k] - math.log(a[k])) * sum_y
+
+
 def row_delta(z, a, y, loss, kind, scale, d):
     """d = scale * dL/dz for one row (scale = 1 / denominator)."""
     if loss == CROSS_ENTROPY:

@@ -159,6 +159,24 @@ def test_cross_entropy_with_probability_targets():
     assert fastnet.gradcheck(net, X, Y) < 1e-6
 
 
+def test_cross_entropy_of_saturated_softmax_matches_the_log_sum_exp():
+    """Training reads the loss off the softmax (lse = z_k - log a_k at the
+    argmax k); logits 1000 apart underflow every other class's probability
+    to 0, and the loss must still be the reference's, as ``net.loss`` gives."""
+    sizes = [2, 3, 3]
+    ref = MLP(sizes, "identity", "softmax", "cross_entropy")
+    net = fastnet.Network(sizes, activation="identity", output="softmax", dtype=np.float64)
+    theta = np.random.default_rng(11).normal(0, 30.0, net.n_params)
+    net.params[:] = theta
+    X = np.array([[10.0, -10.0], [-10.0, 10.0], [3.0, 7.0]])
+    y = np.array([0, 1, 2])
+    ref_loss = ref.loss(theta, X, one_hot(y, 3))
+    assert ref_loss > 100  # saturated: most probabilities underflow
+    value, _ = net.loss_and_grad(X, y)
+    assert value == pytest.approx(ref_loss, rel=1e-12)
+    assert net.loss(X, y) == pytest.approx(ref_loss, rel=1e-12)
+
+
 def test_gradient_is_accumulated_over_chunks():
     """More rows than the engine's chunk (256): the mean must cover every chunk."""
     rng = np.random.default_rng(3)

@@ -19,6 +19,7 @@ SHARED_FUNCTIONS = (
     losses.row_max,
     losses.output_activate,
     losses.row_loss,
+    losses.softmax_row_loss,
     losses.row_delta,
     losses.row_correct,
     updates.update_rules,

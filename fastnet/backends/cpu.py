@@ -11,8 +11,9 @@ import numpy as np
 from numba import get_thread_id, njit, prange
 
 from fastnet.activations import IDENTITY
-from fastnet.losses import MSE
-from fastnet.updates import ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_LR, N_HYPER
+from fastnet.losses import CROSS_ENTROPY, MSE
+from fastnet.updates import (ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_CLIP_VALUE, H_LR,
+                             H_MOMENTUM, H_WEIGHT_DECAY, N_HYPER, RMSPROP, SGD)
 from fastnet.backends._maths import compile_for
 
 _maths = compile_for(njit(inline="always"))
@@ -22,24 +23,20 @@ scale_by_derivative_row = _maths.scale_by_derivative_row
 denominator = _maths.denominator
 output_activate = _maths.output_activate
 row_loss = _maths.row_loss
+softmax_row_loss = _maths.softmax_row_loss
 row_delta = _maths.row_delta
 dropout_keeps = _maths.dropout_keeps
 row_correct = _maths.row_correct
 update_rules = _maths.update_rules
 updated = _maths.updated
 
+#: a switched-off setting in an optimiser rule, as a constant the compiler folds
+NO = np.float32(0.0)
+
 # No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 kernel = njit(cache=True, fastmath=FASTMATH, nogil=True)
 inline = njit(inline="always", fastmath=FASTMATH)
-
-#: Products with at least this many multiply-adds go to BLAS; below it the
-#: call overhead costs more than explicit loops (measured by comparisons.speed).
-BLAS_MIN_WORK = 32 * 32 * 32
-#: Outputs narrower than this (a classifier's 10 classes) are computed as dot
-#: products with B transposed: an inner loop over so few columns barely
-#: vectorises (measured 2.2x faster for 64 x 32 @ 32 x 10).
-NARROW = 16
 
 #: A training run packs its integers into one ``layout`` vector: these
 #: scalars, then sizes (n_layers + 1), then activation ids (n_layers).
@@ -76,55 +73,25 @@ def matrix_rows(buffer, rows, width):
 
 
 # ----------------------------------------------------------- products
+# Every product goes to BLAS, however small: OpenBLAS's small-matrix paths
+# beat explicit loops compiled here even at 4 x 2 @ 2 x 8 (measured 48 ns
+# against 73 ns; 32 x 32 @ 32 x 10: 355 ns against 1,509 ns).
 @inline
 def gemm_nn(A, B, out):
     """out = A @ B."""
-    m, k = A.shape
-    n = B.shape[1]
-    if m * k * n >= BLAS_MIN_WORK:
-        np.dot(A, B, out)
-    elif n < NARROW:
-        gemm_nt(A, np.ascontiguousarray(B.T), out)
-    else:
-        for i in range(m):
-            for j in range(n):
-                out[i, j] = 0
-            for p in range(k):
-                a = A[i, p]
-                for j in range(n):
-                    out[i, j] += a * B[p, j]
+    np.dot(A, B, out)
 
 
 @inline
 def gemm_tn(A, B, out):
     """out = A.T @ B."""
-    m, k = A.shape
-    n = B.shape[1]
-    if m * k * n >= BLAS_MIN_WORK:
-        np.dot(A.T, B, out)
-        return
-    out[:] = 0
-    for i in range(m):
-        for p in range(k):
-            a = A[i, p]
-            for j in range(n):
-                out[p, j] += a * B[i, j]
+    np.dot(A.T, B, out)
 
 
 @inline
 def gemm_nt(A, B, out):
     """out = A @ B.T."""
-    m, k = A.shape
-    n = B.shape[0]
-    if m * k * n >= BLAS_MIN_WORK:
-        np.dot(A, B.T, out)
-        return
-    for i in range(m):
-        for j in range(n):
-            total = A[i, 0] * B[j, 0]
-            for p in range(1, k):
-                total += A[i, p] * B[j, p]
-            out[i, j] = total
+    np.dot(A, B.T, out)
 
 
 # ------------------------------------------------------ forward / backward
@@ -179,14 +146,22 @@ def apply_dropout(Al, seed, step, layer, rate):
 
 
 @kernel
-def loss_rows(sizes, acts, loss, Y, Z, A, rows):
-    """Summed loss of the ``rows`` samples whose output is in Z and A."""
+def loss_rows(sizes, acts, loss, Y, Z, A, rows, outputs_done):
+    """Summed loss of the ``rows`` samples whose output is in Z and A.
+
+    ``outputs_done``: A holds the output activation (the forward pass ran
+    with ``output_needed``), so cross-entropy reads its softmax.
+    """
     last = sizes.size - 2
     Zl = layer_block(Z, sizes, last, rows)
     Al = layer_block(A, sizes, last, rows)
     total = 0.0
-    for i in range(rows):
-        total += row_loss(Zl[i], Al[i], Y[i], loss)
+    if outputs_done and loss == CROSS_ENTROPY:
+        for i in range(rows):
+            total += softmax_row_loss(Zl[i], Al[i], Y[i])
+    else:
+        for i in range(rows):
+            total += row_loss(Zl[i], Al[i], Y[i], loss)
     return total
 
 
@@ -278,8 +253,34 @@ def optimizer_step(params, grad, m, v, t, kind, hyper):
         step_size = params.dtype.type(lr / (1.0 - hyper[H_BETA1] ** t))
         sqrt_bias2 = params.dtype.type(np.sqrt(1.0 - hyper[H_BETA2] ** t))
     rules = update_rules(hyper, lr, step_size, sqrt_bias2)
+    if hyper[H_CLIP_VALUE] > 0 or hyper[H_WEIGHT_DECAY] > 0:
+        update_loop(params, grad, m, v, coef, kind, rules, True, True)
+        return
+    # The common settings, each with its rule's switches as constants: the
+    # compiler drops the branches and vectorises (measured 16x faster for
+    # SGD on 26,122 parameters than one loop that tests them per element).
+    lean = (lr, NO, NO, NO) + rules[4:]
+    if kind == SGD and hyper[H_MOMENTUM] == 0:
+        update_loop(params, grad, m, v, coef, SGD, lean[:4] + (NO, NO) + lean[6:], False, False)
+    elif kind == SGD:
+        update_loop(params, grad, m, v, coef, SGD, lean, True, False)
+    elif kind == ADAM:
+        update_loop(params, grad, m, v, coef, ADAM, lean, True, True)
+    else:
+        update_loop(params, grad, m, v, coef, RMSPROP, lean, False, True)
+
+
+@inline
+def update_loop(params, grad, m, v, coef, kind, rules, writes_m, writes_v):
+    """params, m, v = ``updated`` element by element; m and v are stored only
+    where the rule changes them."""
     for i in range(params.size):
-        params[i], m[i], v[i] = updated(params[i], grad[i] * coef, m[i], v[i], kind, rules)
+        p, m_i, v_i = updated(params[i], grad[i] * coef, m[i], v[i], kind, rules)
+        params[i] = p
+        if writes_m:
+            m[i] = m_i
+        if writes_v:
+            v[i] = v_i
 
 
 # --------------------------------------------------------------- drivers
@@ -294,7 +295,7 @@ def train_step(params, grad, m, v, t, kind, hyper, X, Y, sizes, acts, loss, drop
     rows = X.shape[0]
     forward_rows(params, sizes, acts, X, Z, A, rows, dropout, seed, t)
     denom = denominator(rows, Y.shape[1], loss)
-    batch_loss = loss_rows(sizes, acts, loss, Y, Z, A, rows) / denom
+    batch_loss = loss_rows(sizes, acts, loss, Y, Z, A, rows, True) / denom
     if np.isfinite(batch_loss):
         backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows,
                       params.dtype.type(1.0 / denom), dropout, seed, t)
@@ -338,7 +339,7 @@ def fit_step(params, work, layout, hyper, X, Y):
     returns NaN before anything is computed: a NaN does not always reach the
     loss (relu(NaN) is 0) but would reach the weights through X^T D.
     """
-    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+    if not (all_finite(X) and all_finite(Y)):
         return np.nan
     sizes, acts = run_layout(layout)
     grad, m, v, Z, A, D, _, _ = run_buffers(work, params.size, sizes, layout[S_BATCH])
@@ -348,6 +349,19 @@ def fit_step(params, work, layout, hyper, X, Y):
     if np.isfinite(batch_loss):
         layout[S_STEP] += 1
     return batch_loss
+
+
+@inline
+def all_finite(M):
+    """No NaN or inf in the matrix M, without np.isfinite's temporary: x * 0 is
+    NaN exactly when x is NaN or inf, and a sum with a NaN term is NaN in any
+    order, so the loop vectorises (no early exit)."""
+    zero = M.dtype.type(0.0)
+    check = zero
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            check += M[i, j] * zero
+    return check == zero
 
 
 @inline
@@ -424,7 +438,7 @@ def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
         rows = min(chunk, n - start)
         forward_from(params, sizes, acts, X[start:start + rows], Z, A, rows, 0, loss == MSE,
                      no_dropout, 0, 0)
-        total += loss_rows(sizes, acts, loss, Y[start:start + rows], Z, A, rows)
+        total += loss_rows(sizes, acts, loss, Y[start:start + rows], Z, A, rows, False)
     return total / denominator(n, Y.shape[1], loss)
 
 
@@ -440,7 +454,7 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
         rows = min(chunk, n - start)
         Xc, Yc = X[start:start + rows], Y[start:start + rows]
         forward_rows(params, sizes, acts, Xc, Z, A, rows, no_dropout, 0, 0)
-        total += loss_rows(sizes, acts, loss, Yc, Z, A, rows)
+        total += loss_rows(sizes, acts, loss, Yc, Z, A, rows, True)
         backward_rows(params, sizes, acts, loss, Xc, Yc, Z, A, D, grad_chunk, rows, scale,
                       no_dropout, 0, 0)
         grad += grad_chunk
@@ -465,7 +479,7 @@ def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals):
         Z1[:] = stacked[:, p * h:(p + 1) * h]
         add_bias_activate(Z1, A1, layer_params(params, sizes, 0)[1], first_kind)
         forward_from(params, sizes, acts, A1, Z, A, rows, 1, output_needed, no_dropout, 0, 0)
-        totals[p] = loss_rows(sizes, acts, loss, Y, Z, A, rows)
+        totals[p] = loss_rows(sizes, acts, loss, Y, Z, A, rows, output_needed)
 
 
 @kernel
@@ -652,7 +666,7 @@ def bn_loss_and_grad(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, stats_work
     bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
                     no_dropout, 0, 0)
     denom = denominator(rows, Y.shape[1], loss)
-    value = loss_rows(sizes, acts, loss, Y, Z, A, rows) / denom
+    value = loss_rows(sizes, acts, loss, Y, Z, A, rows, True) / denom
     if with_grad:
         bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, grad, rows,
                          params.dtype.type(1.0 / denom), no_dropout, 0, 0)
@@ -715,7 +729,7 @@ def bn_train_step(params, stats, work, layout, hyper, X, Y, momentum):
     bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
                     dropout, layout[S_SEED], t)
     denom = denominator(rows, Y.shape[1], layout[S_LOSS])
-    batch_loss = loss_rows(sizes, acts, layout[S_LOSS], Y, Z, A, rows) / denom
+    batch_loss = loss_rows(sizes, acts, layout[S_LOSS], Y, Z, A, rows, True) / denom
     if np.isfinite(batch_loss):
         bn_backward_rows(params, sizes, acts, bn, layout[S_LOSS], X, Y, Z, A, D, H, inv_std,
                          grad, rows, params.dtype.type(1.0 / denom), dropout, layout[S_SEED], t)
@@ -728,7 +742,7 @@ def bn_train_step(params, stats, work, layout, hyper, X, Y, momentum):
 @kernel
 def bn_fit_step(params, stats, work, layout, hyper, X, Y, momentum):
     """``fit_step`` for a network with batch normalisation."""
-    if not (np.isfinite(X).all() and np.isfinite(Y).all()):
+    if not (all_finite(X) and all_finite(Y)):
         return np.nan
     return bn_train_step(params, stats, work, layout, hyper, X, Y, momentum)
 
