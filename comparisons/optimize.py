@@ -8,6 +8,7 @@ population cannot update it).
 """
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,8 @@ import numpy as np
 
 from comparisons.trainers import TRAINERS
 from comparisons.trainers.base import check_choice, check_int, check_real, real_numbers
+from fastnet.checkpoint import (check_path, check_writable, decode, deferred_interrupt, encode,
+                                read, write)
 
 
 @dataclass
@@ -133,13 +136,11 @@ class RunCheckpoint:
     VERSION = 1
 
     def __init__(self, path, every):
-        from fastnet.checkpoint import check_path, check_writable
         self.path = check_path("checkpoint", path)
         check_writable("checkpoint", self.path)
         self.every = every
 
     def save(self, trainer, nfev, history, best_x, best_loss):
-        from fastnet.checkpoint import encode, write
         arrays = {}
         header = {"format": self.FORMAT, "version": self.VERSION,
                   "trainer": encode(trainer.state_dict(), arrays), "nfev": nfev,
@@ -149,8 +150,6 @@ class RunCheckpoint:
     def load(self, trainer):
         """The saved trainer and run state, checked against ``trainer`` (built from
         this call's arguments); None if there is no file."""
-        import os
-        from fastnet.checkpoint import decode, read
         if not os.path.exists(self.path):
             return None
         header, arrays = read(self.path, self.FORMAT, self.VERSION)
@@ -201,7 +200,6 @@ def _show(value):
 
 
 def _run(trainer, fun, max_evals, target, vectorized, callback, store, loop):
-    from fastnet.checkpoint import deferred_interrupt
     if loop is None:
         history, nfev, best_x, best_loss = [], 0, trainer.best, trainer.best_loss
     else:

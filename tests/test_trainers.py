@@ -159,6 +159,51 @@ def test_distinct_others_excludes_self_and_is_uniform():
     assert counts[0] == 0 and np.all(np.abs(counts[1:] / 4000 - 0.25) < 0.03)
 
 
+def test_distinct_others_maps_each_draw_to_that_rank_among_the_indices_left():
+    # The j-th draw r in [0, P - j) is the r-th (0-based) index of range(P) not yet taken by row i.
+    P, k = 9, 4
+    picks = distinct_others(np.random.Generator(np.random.PCG64(5)), P, k)
+    rng = np.random.Generator(np.random.PCG64(5))
+    draws = [rng.integers(0, P - j, size=P) for j in range(1, k + 1)]
+    for i in range(P):
+        taken = [i]
+        for r in draws:
+            taken.append([index for index in range(P) if index not in taken][r[i]])
+        assert picks[i].tolist() == taken[1:]
+
+
+def test_de_best_1_bin_trials_follow_eqs_2_and_4_with_the_draws_in_order():
+    # Reference: x_best + F (x_r2 - x_r3) by fancy indexing, crossed over by eq. (4), from a
+    # copy of the generator drawing F, then r1, r2, r3, then the crossover's uniforms and j_rand.
+    P, D = 12, 5
+    t = DE(np.zeros(D), seed=7, popsize=P)
+    t.tell(sphere(t.ask()))
+    rng = np.random.Generator(np.random.PCG64(0))
+    rng.bit_generator.state = t.rng.bit_generator.state
+    population = t.population.copy()
+    trials = t.ask()
+    F = rng.uniform(0.5, 1.0)
+    _, r2, r3 = distinct_others(rng, P, 3).T
+    mutants = population[np.argmin(t.population_losses)] + F * (population[r2] - population[r3])
+    take_mutant = rng.random((P, D)) < 0.9
+    take_mutant[np.arange(P), rng.integers(0, D, size=P)] = True
+    assert np.array_equal(trials, np.where(take_mutant, mutants, population))
+
+
+def test_de_selection_keeps_the_trial_when_it_is_not_worse():
+    P, D = 8, 3
+    t = DE(np.zeros(D), seed=1, popsize=P)
+    t.ask()
+    t.tell(np.arange(P, dtype=float))
+    population, losses = t.population.copy(), t.population_losses.copy()
+    trials = t.ask()
+    trial_losses = np.array([0.0, 1.0, 3.0, 2.0, np.nan, 5.0, 7.0, -1.0])  # ties, worse, NaN
+    t.tell(trial_losses)
+    kept = np.array([True, True, False, True, False, True, False, True])
+    assert np.array_equal(t.population, np.where(kept[:, None], trials, population))
+    assert np.array_equal(t.population_losses, np.where(kept, trial_losses, losses))
+
+
 def test_blx_alpha_children_lie_in_the_expanded_interval():
     rng = np.random.Generator(np.random.PCG64(1))
     a, b = rng.standard_normal((1000, 5)), rng.standard_normal((1000, 5))

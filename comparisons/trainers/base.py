@@ -169,7 +169,7 @@ class Trainer:
         losses[~np.isfinite(losses)] = np.inf
         X, self.asked = self.asked, None
         self.nfev += losses.size
-        i = int(np.argmin(losses))
+        i = int(losses.argmin())
         if losses[i] < self.best_loss:
             self.best, self.best_loss = X[i].copy(), float(losses[i])
         self._tell(X, losses)

@@ -19,13 +19,14 @@ STRATEGIES = ("rand/1/bin", "best/1/bin")
 
 def distinct_others(rng, P, k):
     """(P, k) indices: row i holds k distinct indices drawn uniformly from range(P) minus {i}."""
-    picks = np.arange(P)[:, None]
-    for _ in range(k):
-        r = rng.integers(0, P - picks.shape[1], size=P)
-        for excluded in np.sort(picks, axis=1).T:
+    picks = np.empty((k + 1, P), dtype=np.int64)  # row 0: i itself, row j: the j-th pick
+    picks[0] = np.arange(P)
+    for j in range(1, k + 1):
+        r = rng.integers(0, P - j, size=P)
+        for excluded in np.sort(picks[:j], axis=0):
             r += r >= excluded
-        picks = np.column_stack([picks, r])
-    return picks[:, 1:]
+        picks[j] = r
+    return picks[1:].T
 
 
 def binomial_crossover(rng, targets, mutants, CR):
@@ -74,8 +75,10 @@ class DE(Trainer):
         F = self.rng.uniform(*self.F)
         r1, r2, r3 = distinct_others(self.rng, self.popsize, 3).T
         # eq. (2) rand/1: v_i = x_r1 + F (x_r2 - x_r3); best/1 uses x_best as the base vector
-        base = pop[r1] if self.strategy == "rand/1/bin" else pop[np.argmin(self.population_losses)]
-        mutants = base + F * (pop[r2] - pop[r3])
+        # take: the rows pop[r], a few times faster than fancy indexing on a small population
+        base = (pop.take(r1, axis=0) if self.strategy == "rand/1/bin"
+                else pop[np.argmin(self.population_losses)])
+        mutants = base + F * (pop.take(r2, axis=0) - pop.take(r3, axis=0))
         return binomial_crossover(self.rng, pop, mutants, self.CR)
 
     def _tell(self, X, losses):
@@ -84,5 +87,5 @@ class DE(Trainer):
             return
         # selection: the trial u_i replaces its target x_i when it is not worse
         better = losses <= self.population_losses
-        self.population[better] = X[better]
-        self.population_losses[better] = losses[better]
+        np.copyto(self.population, X, where=better[:, None])
+        np.copyto(self.population_losses, losses, where=better)
