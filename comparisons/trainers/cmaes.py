@@ -71,11 +71,13 @@ class CMAParameters:
 #: too thin for a second thread to pay, and waking it costs about a scheduler
 #: tick per call, far more on a busy machine (measured on 2 cores, ask + tell:
 #: 8 ms with two threads against 0.5 ms with one at D = 310, 8.0 against 3.6 ms
-#: at D = 985; at D = 2,410 22 against 21 ms idle, 92 against 31 ms with another
-#: process on one core). The eigendecomposition keeps every thread: 1.4 s with
-#: two against 2.7 s with one at D = 2,410. Below 200 OpenBLAS uses one thread
-#: by itself.
+#: at D = 985; at D = 2,410 22 against 21 ms with a core free, 92 against 31 ms
+#: with another process on it). Below 200 OpenBLAS uses one thread by itself.
 SERIAL_BLAS_MIN_DIM = 200
+#: from this D on, the O(D^3) eigendecomposition keeps every BLAS thread (at
+#: D = 2,410: 1.4 s with two threads against 2.7 s with one while a core is
+#: free; 8.7 against 3.8 s when other processes hold both cores)
+PARALLEL_EIGH_MIN_DIM = 2000
 
 
 class CMAES(Trainer):
@@ -134,8 +136,8 @@ class CMAES(Trainer):
         with self._blas_threads():
             return super().tell(losses)
 
-    def _blas_threads(self):
-        if self.full_covariance and self.dim >= SERIAL_BLAS_MIN_DIM:
+    def _blas_threads(self, parallel_from=math.inf):
+        if self.full_covariance and SERIAL_BLAS_MIN_DIM <= self.dim < parallel_from:
             return one_blas_thread()
         return contextlib.nullcontext()
 
@@ -182,7 +184,8 @@ class CMAES(Trainer):
         self.D = np.sqrt(np.maximum(eigenvalues, eigenvalues[-1] * 1e-20))
 
     def _ask(self):
-        self._decompose()
+        with self._blas_threads(parallel_from=PARALLEL_EIGH_MIN_DIM):
+            self._decompose()
         # eq. (38)-(40): x_k = m + sigma y_k, y_k = B D z_k, z_k ~ N(0, I)
         self.Z = self.rng.standard_normal(out=self._z)
         with self._blas_threads():
