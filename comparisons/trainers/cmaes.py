@@ -199,19 +199,22 @@ class CMAES(Trainer):
         """One generation of Appendix A: mean, step size, then covariance.
 
         y_k comes from ask, not from (x_k - m) / sigma: the same vector
-        without the rounding of the round trip. Rows stay in sampling order;
-        the weights are permuted to them instead.
+        without the rounding of the round trip. Rows stay in sampling order
+        (no copies); the weights are permuted to them instead.
         """
         p, n = self.params, self.dim
         Y, Z = self.Y, self.Z
         self.Y = self.Z = None
         order = np.argsort(losses, kind="stable")
-        selected, w_pos = order[: p.mu], p.weights[: p.mu]
+        weights = np.empty(p.lam)  # w_{rank of sample k}, in sampling order
+        weights[order] = p.weights
+        recombination = np.zeros(p.lam)
+        recombination[order[: p.mu]] = p.weights[: p.mu]
         # eq. (41)-(42): selection and recombination, <y>_w = sum_{i<=mu} w_i y_{i:lambda}
-        y_w = w_pos @ Y[selected]
+        y_w = recombination @ Y
         self.mean = self.mean + p.cm * self.sigma * y_w
         # eq. (43): cumulation for step-size control, C^(-1/2) <y>_w = B <z>_w
-        z_w = w_pos @ Z[selected]
+        z_w = recombination @ Z
         self.ps = (1 - p.cs) * self.ps + math.sqrt(p.cs * (2 - p.cs) * p.mueff) * self._whiten(z_w)
         # eq. (44): step-size update
         ps_norm = np.linalg.norm(self.ps)
@@ -221,15 +224,14 @@ class CMAES(Trainer):
         hsig = ps_norm / ps_bias < (1.4 + 2 / (n + 1)) * p.chiN
         self.pc = (1 - p.cc) * self.pc + hsig * math.sqrt(p.cc * (2 - p.cc) * p.mueff) * y_w
         # eq. (46): negative weights rescaled by n / ||C^(-1/2) y_i||^2 = n / ||z_i||^2
-        weights = np.empty(p.lam)
-        weights[order] = p.weights
         z_norms2 = np.maximum(np.einsum("ij,ij->i", Z, Z), 1e-300)
         w_circ = np.where(weights >= 0, weights, weights * n / z_norms2)
         # eq. (47): rank-one and rank-mu update of C
         delta_hsig = (1 - hsig) * p.cc * (2 - p.cc)
         decay = 1 + p.c1 * delta_hsig - p.c1 - p.cmu * p.weights.sum()
         self._update_C(decay, p.c1, self.pc, p.cmu * w_circ, Y)
-        self.best_history = (self.best_history + [float(losses[order[0]])])[-self.history_length:]
+        self.best_history.append(float(losses[order[0]]))
+        del self.best_history[: -self.history_length]
         self.last_worst = float(losses[order[-1]])
 
     def _stop_reasons(self):
