@@ -464,7 +464,7 @@ def test_covariance_update_matches_the_dense_formula(method):
     C0 = A @ A.T + 6 * np.eye(6)
     t.C = C0.copy() if method == "cmaes" else np.diag(C0).copy()
     Y, coefficients = rng.standard_normal((7, 6)), np.array([0.3, 0.2, 0.1, 0.05, 0.0, -0.02, -0.04])
-    t._update_C(0.9, coefficients, Y)
+    t._update_C(0.9, coefficients[0], Y[0], coefficients[1:], Y[1:])
     expected = 0.9 * C0 + Y.T @ (coefficients[:, None] * Y)
     if method == "cmaes":
         np.testing.assert_allclose(np.tril(t.C), np.tril(expected), rtol=1e-12)
@@ -472,17 +472,69 @@ def test_covariance_update_matches_the_dense_formula(method):
         np.testing.assert_allclose(t.C, np.diag(expected), rtol=1e-12)
 
 
-@pytest.mark.parametrize("method, dim, serial", [("cmaes", 300, True), ("cmaes", 50, False),
-                                                 ("cmaes", 2500, False),
-                                                 ("sep-cmaes", 300, False)])
-def test_full_cmaes_runs_mid_sized_products_on_one_blas_thread(method, dim, serial):
+@pytest.mark.parametrize("method", ["cmaes", "sep-cmaes"])
+def test_cmaes_generation_matches_a_dense_reference_of_appendix_a(method):
+    # One ask/tell against Hansen's tutorial, Appendix A, written out with
+    # y_i = (x_i - m) / sigma and C^(-1/2) from np.linalg.eigh: the trainer
+    # takes y from ask, permutes weights instead of rows and whitens with B z_w.
+    rng = np.random.Generator(np.random.PCG64(5))
+    n = 7
+    t = get_trainer(method)(np.zeros(n), seed=3)
+    A = rng.standard_normal((n, n))
+    C0 = A @ A.T + n * np.eye(n) if method == "cmaes" else np.diag(rng.uniform(0.5, 3.0, n))
+    t.C = C0.copy() if method == "cmaes" else np.diag(C0).copy()
+    t.eigen_generation = -t.params.eigen_gap  # decompose C0 at this ask
+    t.mean, t.sigma = rng.standard_normal(n), 0.3
+    t.ps, t.pc = 0.2 * rng.standard_normal(n), 0.2 * rng.standard_normal(n)
+    m, sigma, ps, pc = t.mean.copy(), t.sigma, t.ps.copy(), t.pc.copy()
+    X = t.ask()
+    losses = rng.permutation(t.popsize).astype(float)
+    t.tell(losses)
+
+    p = t.params
+    Y = (X[np.argsort(losses)] - m) / sigma
+    values, vectors = np.linalg.eigh(C0)
+    C_inv_sqrt = vectors @ np.diag(values ** -0.5) @ vectors.T
+    y_w = p.weights[: p.mu] @ Y[: p.mu]
+    ps = (1 - p.cs) * ps + math.sqrt(p.cs * (2 - p.cs) * p.mueff) * C_inv_sqrt @ y_w
+    sigma *= math.exp(p.cs / p.damps * (np.linalg.norm(ps) / p.chiN - 1))
+    hsig = np.linalg.norm(ps) / math.sqrt(1 - (1 - p.cs) ** 2) < (1.4 + 2 / (n + 1)) * p.chiN
+    pc = (1 - p.cc) * pc + hsig * math.sqrt(p.cc * (2 - p.cc) * p.mueff) * y_w
+    whitened_norms2 = ((Y @ C_inv_sqrt) ** 2).sum(axis=1)
+    w_circ = np.where(p.weights >= 0, p.weights, p.weights * n / whitened_norms2)
+    decay = 1 + p.c1 * (1 - hsig) * p.cc * (2 - p.cc) - p.c1 - p.cmu * p.weights.sum()
+    C = decay * C0 + p.c1 * np.outer(pc, pc) + p.cmu * Y.T @ (w_circ[:, None] * Y)
+
+    np.testing.assert_allclose(t.mean, m + p.cm * 0.3 * y_w, rtol=1e-12)
+    np.testing.assert_allclose([t.sigma], [sigma], rtol=1e-12)
+    np.testing.assert_allclose(t.ps, ps, rtol=1e-10)
+    np.testing.assert_allclose(t.pc, pc, rtol=1e-10)
+    if method == "cmaes":
+        np.testing.assert_allclose(np.tril(t.C), np.tril(C), rtol=1e-10)
+    else:
+        np.testing.assert_allclose(t.C, np.diag(C), rtol=1e-10)
+
+
+@pytest.mark.parametrize("method, dim, serial, serial_eigh", [
+    ("cmaes", 300, True, True), ("cmaes", 50, False, False), ("cmaes", 2500, True, False),
+    ("sep-cmaes", 300, False, False)])
+def test_full_cmaes_runs_per_generation_products_on_one_blas_thread(method, dim, serial, serial_eigh):
     from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
     trainer = TRAINERS[method](np.zeros(dim), seed=0)
-    seen = []
-    sample = trainer._sample_y
-    trainer._sample_y = lambda Z: (seen.append(
-        [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]),
-        sample(Z))[1]
-    outside = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    trainer.eigen_generation = -trainer.params.eigen_gap  # decompose at the first ask
+    seen = {}
+    for name in ("_sample_y", "_update_C", "_decompose"):
+        def spy(*args, name=name, wrapped=getattr(trainer, name), **kwargs):
+            seen[name] = blas_threads()
+            return wrapped(*args, **kwargs)
+        setattr(trainer, name, spy)
+    outside = blas_threads()
     trainer.ask()
-    assert seen[0] == ([1] * len(outside) if serial else outside)
+    trainer.tell(np.arange(trainer.popsize, dtype=float)[::-1])
+    one = [1] * len(outside)
+    assert seen["_sample_y"] == seen["_update_C"] == (one if serial else outside)
+    assert seen["_decompose"] == (one if serial_eigh else outside)

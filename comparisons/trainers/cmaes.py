@@ -66,13 +66,18 @@ class CMAParameters:
         self.eigen_gap = max(1, int(lam / (self.c1 + self.cmu) / n / 10))
 
 
-#: full CMA-ES runs its matrix products on one BLAS thread for D in this range:
-#: there they are too small for a second thread to pay, and waking it costs about
-#: a scheduler tick per call (measured on 2 cores, ask + tell: 8 ms with two
-#: threads against 0.5 ms with one at D = 310, 8.0 against 3.6 ms at D = 985;
-#: at D = 2,410 two threads win, 19 against 24 ms with the eigendecomposition
-#: amortised; below 200 OpenBLAS uses one thread by itself)
-SERIAL_BLAS_DIMS = (200, 2000)
+#: from this D on, full CMA-ES runs its per-generation products (sampling, the
+#: covariance update) on one BLAS thread: with lambda ~ 3 ln D rows they are
+#: too thin for a second thread to pay, and waking it costs about a scheduler
+#: tick per call, far more on a busy machine (measured on 2 cores, ask + tell:
+#: 8 ms with two threads against 0.5 ms with one at D = 310, 8.0 against 3.6 ms
+#: at D = 985; at D = 2,410 22 against 21 ms with a core free, 92 against 31 ms
+#: with another process on it). Below 200 OpenBLAS uses one thread by itself.
+SERIAL_BLAS_MIN_DIM = 200
+#: from this D on, the O(D^3) eigendecomposition keeps every BLAS thread (at
+#: D = 2,410: 1.4 s with two threads against 2.7 s with one while a core is
+#: free; 8.7 against 3.8 s when other processes hold both cores)
+PARALLEL_EIGH_MIN_DIM = 2000
 
 
 class CMAES(Trainer):
@@ -82,7 +87,7 @@ class CMAES(Trainer):
     #: C is a D x D matrix (sep-CMA-ES: a vector)
     full_covariance = True
     defaults = {"tolfun": 1e-12, "tolx": 1e-11, "max_condition": 1e14}
-    state_names = ("mean", "sigma", "C", "B", "D", "pc", "ps", "Z", "eigen_generation",
+    state_names = ("mean", "sigma", "C", "B", "D", "pc", "ps", "Z", "Y", "eigen_generation",
                    "best_history", "last_worst")
     min_popsize = 2
 
@@ -111,33 +116,37 @@ class CMAES(Trainer):
         self.sigma = self.sigma0
         self.pc = np.zeros(n)
         self.ps = np.zeros(n)
-        self.Z = None
+        self.Z = self.Y = None
         self.eigen_generation = 0
         self.best_history = []
         self.last_worst = math.inf
         self._init_covariance()
+        # Population-sized arrays reused every generation: fresh ones of this
+        # size come from mmap and page-fault on first touch, which cost more
+        # than the arithmetic at D = 2,410 (sep-CMA-ES: 620 faults and 2.6 ms
+        # per generation against 0.9 ms without them). _work holds x from ask
+        # to tell (the base class copies what it keeps of x before _tell), and
+        # is scratch otherwise; its extra row is for pc in the update of C.
+        self._z, self._y = np.empty((self.popsize, n)), np.empty((self.popsize, n))
+        self._work = np.empty((self.popsize + 1, n))
 
     def _init_covariance(self):
         n = self.dim
         self.C, self.B, self.D = np.eye(n), np.eye(n), np.ones(n)
 
-    def ask(self):
-        with self._blas_threads():
-            return super().ask()
-
     def tell(self, losses):
         with self._blas_threads():
             return super().tell(losses)
 
-    def _blas_threads(self):
-        low, high = SERIAL_BLAS_DIMS
-        if self.full_covariance and low <= self.dim < high:
+    def _blas_threads(self, parallel_from=math.inf):
+        if self.full_covariance and SERIAL_BLAS_MIN_DIM <= self.dim < parallel_from:
             return one_blas_thread()
         return contextlib.nullcontext()
 
-    def _sample_y(self, Z):
-        """y = B D z for each row z of Z (eq. 38)."""
-        return (Z * self.D) @ self.B.T
+    def _sample_y(self, Z, out):
+        """y = B D z for each row z of Z (eq. 38), into ``out``."""
+        scaled = np.multiply(Z, self.D, out=self._work[: len(Z)])
+        np.matmul(scaled, self.B.T, out=out)
 
     def _whiten(self, z_w):
         """C^(-1/2) <y>_w for <y>_w = B D z_w: B z_w."""
@@ -146,19 +155,27 @@ class CMAES(Trainer):
     def _diag_C(self):
         return np.diag(self.C)
 
-    def _update_C(self, decay, coefficients, Y):
-        """C <- decay C + sum_i coefficients_i y_i y_i^T (eq. 47), in place.
+    def _update_C(self, decay, c1, pc, coefficients, Y):
+        """C <- decay C + c1 pc pc^T + sum_i coefficients_i y_i y_i^T (eq. 47), in place.
 
-        Two BLAS symmetric rank-k updates (positive, then negative
-        coefficients) write only the lower triangle of C, which is all that
-        np.linalg.eigh reads; the upper triangle is left stale.
+        Two BLAS symmetric rank-k updates (pc and the rows of positive
+        coefficients, then those of negative ones) write only the lower
+        triangle of C, which is all that np.linalg.eigh reads; the upper
+        triangle is left stale. One pass with signed coefficients (dsyr2k
+        or dgemm) does twice the arithmetic and measured slower.
         """
-        positive = coefficients > 0
-        for sign, rows, beta in ((1.0, positive, decay), (-1.0, ~positive, 1.0)):
-            if rows.any():
-                A = np.sqrt(sign * coefficients[rows])[:, None] * Y[rows]
-                # C^T is Fortran-ordered: its upper triangle is the lower triangle of C
-                self.C = dsyrk(sign, A.T, beta=beta, c=self.C.T, lower=0, overwrite_c=True).T
+        positive = np.flatnonzero(coefficients > 0)
+        negative = np.flatnonzero(coefficients <= 0)
+        A = self._work[: len(coefficients) + 1]
+        A[0] = math.sqrt(c1) * pc
+        split = 1 + positive.size
+        for rows, factor_rows in ((positive, A[1:split]), (negative, A[split:])):
+            np.take(Y, rows, axis=0, out=factor_rows)
+            factor_rows *= np.sqrt(np.abs(coefficients[rows]))[:, None]
+        # C^T is Fortran-ordered: its upper triangle is the lower triangle of C
+        self.C = dsyrk(1.0, A[:split].T, beta=decay, c=self.C.T, lower=0, overwrite_c=True).T
+        if negative.size:
+            self.C = dsyrk(-1.0, A[split:].T, beta=1.0, c=self.C.T, lower=0, overwrite_c=True).T
 
     def _decompose(self):
         """B, D from C = B diag(D^2) B^T, at most every eigen_gap generations."""
@@ -169,24 +186,37 @@ class CMAES(Trainer):
         self.D = np.sqrt(np.maximum(eigenvalues, eigenvalues[-1] * 1e-20))
 
     def _ask(self):
-        self._decompose()
+        with self._blas_threads(parallel_from=PARALLEL_EIGH_MIN_DIM):
+            self._decompose()
         # eq. (38)-(40): x_k = m + sigma y_k, y_k = B D z_k, z_k ~ N(0, I)
-        self.Z = self.rng.standard_normal((self.popsize, self.dim))
-        return self.mean + self.sigma * self._sample_y(self.Z)
+        self.Z = self.rng.standard_normal(out=self._z)
+        with self._blas_threads():
+            self._sample_y(self.Z, out=self._y)
+        self.Y = self._y
+        X = np.multiply(self.Y, self.sigma, out=self._work[: self.popsize])
+        X += self.mean
+        return X
 
     def _tell(self, X, losses):
-        """One generation of Appendix A: mean, step size, then covariance."""
+        """One generation of Appendix A: mean, step size, then covariance.
+
+        y_k comes from ask, not from (x_k - m) / sigma: the same vector
+        without the rounding of the round trip. Rows stay in sampling order
+        (no copies); the weights are permuted to them instead.
+        """
         p, n = self.params, self.dim
+        Y, Z = self.Y, self.Z
+        self.Y = self.Z = None
         order = np.argsort(losses, kind="stable")
-        Y = (X[order] - self.mean) / self.sigma
-        Z = self.Z[order]
-        self.Z = None
-        w_pos = p.weights[: p.mu]
+        weights = np.empty(p.lam)  # w_{rank of sample k}, in sampling order
+        weights[order] = p.weights
+        recombination = np.zeros(p.lam)
+        recombination[order[: p.mu]] = p.weights[: p.mu]
         # eq. (41)-(42): selection and recombination, <y>_w = sum_{i<=mu} w_i y_{i:lambda}
-        y_w = w_pos @ Y[: p.mu]
+        y_w = recombination @ Y
         self.mean = self.mean + p.cm * self.sigma * y_w
         # eq. (43): cumulation for step-size control, C^(-1/2) <y>_w = B <z>_w
-        z_w = w_pos @ Z[: p.mu]
+        z_w = recombination @ Z
         self.ps = (1 - p.cs) * self.ps + math.sqrt(p.cs * (2 - p.cs) * p.mueff) * self._whiten(z_w)
         # eq. (44): step-size update
         ps_norm = np.linalg.norm(self.ps)
@@ -196,14 +226,14 @@ class CMAES(Trainer):
         hsig = ps_norm / ps_bias < (1.4 + 2 / (n + 1)) * p.chiN
         self.pc = (1 - p.cc) * self.pc + hsig * math.sqrt(p.cc * (2 - p.cc) * p.mueff) * y_w
         # eq. (46): negative weights rescaled by n / ||C^(-1/2) y_i||^2 = n / ||z_i||^2
-        z_norms2 = np.maximum((Z * Z).sum(axis=1), 1e-300)
-        w_circ = np.where(p.weights >= 0, p.weights, p.weights * n / z_norms2)
+        z_norms2 = np.maximum(np.einsum("ij,ij->i", Z, Z), 1e-300)
+        w_circ = np.where(weights >= 0, weights, weights * n / z_norms2)
         # eq. (47): rank-one and rank-mu update of C
         delta_hsig = (1 - hsig) * p.cc * (2 - p.cc)
         decay = 1 + p.c1 * delta_hsig - p.c1 - p.cmu * p.weights.sum()
-        coefficients = np.concatenate([[p.c1], p.cmu * w_circ])
-        self._update_C(decay, coefficients, np.vstack([self.pc, Y]))
-        self.best_history = (self.best_history + [float(losses[order[0]])])[-self.history_length:]
+        self._update_C(decay, p.c1, self.pc, p.cmu * w_circ, Y)
+        self.best_history.append(float(losses[order[0]]))
+        del self.best_history[: -self.history_length]
         self.last_worst = float(losses[order[-1]])
 
     def _stop_reasons(self):
@@ -234,8 +264,8 @@ class SepCMAES(CMAES):
     def _init_covariance(self):
         self.C, self.B, self.D = np.ones(self.dim), None, np.ones(self.dim)
 
-    def _sample_y(self, Z):
-        return Z * self.D
+    def _sample_y(self, Z, out):
+        np.multiply(Z, self.D, out=out)
 
     def _whiten(self, z_w):
         return z_w
@@ -243,8 +273,10 @@ class SepCMAES(CMAES):
     def _diag_C(self):
         return self.C
 
-    def _update_C(self, decay, coefficients, Y):
-        self.C = decay * self.C + coefficients @ (Y * Y)
+    def _update_C(self, decay, c1, pc, coefficients, Y):
+        squares = np.multiply(Y, Y, out=self._work[: len(Y)])
+        self.C *= decay
+        self.C += c1 * pc * pc + coefficients @ squares
 
     def _decompose(self):
         self.D = np.sqrt(np.maximum(self.C, 1e-300))
