@@ -50,14 +50,24 @@ LEAKY_DIVISOR = np.float32(100.0)
 ELU_ALPHA = ONE                 # PyTorch's default alpha
 
 
+def exp_nonpositive(x):
+    """exp(x) where x <= 0 (the stable forms below and the softmax's
+    exponentials after subtracting the maximum). The CPU backend compiles a
+    vectorisable version instead (``fastnet.backends.fast_exp``)."""
+    return math.exp(x)
+
+
+def sigmoid(z):
+    """1 / (1 + e^-z) from e = e^-|z|, which never overflows; one expression
+    for both signs, so that a loop over it vectorises."""
+    e = exp_nonpositive(-abs(z))
+    return (ONE if z >= ZERO else e) / (ONE + e)
+
+
 def activate(z, kind):
     """f(z) for one element."""
     if kind == SIGMOID:
-        # Two branches so that exp never overflows.
-        if z >= ZERO:
-            return ONE / (ONE + math.exp(-z))
-        e = math.exp(z)
-        return e / (ONE + e)
+        return sigmoid(z)
     if kind == TANH:
         return math.tanh(z)
     if kind == RELU:
@@ -68,7 +78,7 @@ def activate(z, kind):
         return z if z > ZERO else ELU_ALPHA * math.expm1(z)
     if kind == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), stable for any z.
-        return (z if z > ZERO else ZERO) + math.log1p(math.exp(-abs(z)))
+        return (z if z > ZERO else ZERO) + math.log1p(exp_nonpositive(-abs(z)))
     if kind == STEP:
         if z > ZERO:
             return ONE
@@ -90,11 +100,7 @@ def derivative(z, a, kind):
     if kind == ELU:
         return ONE if z > ZERO else a + ELU_ALPHA
     if kind == SOFTPLUS:
-        # softplus' = sigmoid(z)
-        if z >= ZERO:
-            return ONE / (ONE + math.exp(-z))
-        e = math.exp(z)
-        return e / (ONE + e)
+        return sigmoid(z)  # softplus' = sigmoid
     if kind == STEP:
         # surrogate: the fast sigmoid's derivative (Zenke and Ganguli 2018), not 0
         near = ONE + abs(z)

@@ -12,9 +12,9 @@ from fastnet.backends import cpu
 
 #: rows per chunk when a whole data set is forwarded (bounds the work buffers)
 CHUNK_ROWS = 256
-#: rows per chunk in the population kernel: the stacked first-layer product of a
-#: chunk (rows x P*h) and each member's buffers should stay in cache
-POPULATION_CHUNK_ROWS = 64
+#: at most this many rows per chunk in the population kernel (the stacked
+#: first-layer product of a chunk is rows x P*h)
+POPULATION_CHUNK_ROWS = 192
 
 
 #: Below this many multiply-adds per call, populations are evaluated serially:
@@ -38,6 +38,16 @@ def one_blas_thread():
         from threadpoolctl import ThreadpoolController
         _blas = ThreadpoolController()
     return _blas.limit(limits=1, user_api="blas")
+
+
+def balanced_chunks(n_rows, threads):
+    """How many chunks the population kernel cuts ``n_rows`` into: a multiple
+    of ``threads`` (every thread gets the same work; 29 chunks of 64 digits
+    rows on 2 threads left one thread idle for a chunk: measured 8,600
+    evaluations/s, against 9,400 for 10 chunks of 180), each chunk of at most
+    POPULATION_CHUNK_ROWS rows, and no more chunks than rows."""
+    per_round = threads * POPULATION_CHUNK_ROWS
+    return min(threads * -(-n_rows // per_round), n_rows)
 
 
 class CpuEngine:
@@ -78,7 +88,8 @@ class CpuEngine:
             rows = min(CHUNK_ROWS, X.shape[0])
             return cpu.population_loss_serial(thetas, self.sizes, self.acts, self.loss_id, X,
                                               Y, rows, *self._buffers(rows, 2))
-        rows = min(POPULATION_CHUNK_ROWS, X.shape[0])
+        n_chunks = balanced_chunks(X.shape[0], numba.get_num_threads())
+        rows = -(-X.shape[0] // n_chunks)  # the longest chunk
         P, h = thetas.shape[0], int(self.sizes[1])
         threads = numba.config.NUMBA_NUM_THREADS  # thread ids run below this
         W_stack = np.empty((X.shape[1], P * h), self.dtype)
@@ -87,7 +98,7 @@ class CpuEngine:
         A = np.empty((threads, rows * self.units), self.dtype)
         with one_blas_thread():
             return cpu.population_loss(thetas, self.sizes, self.acts, self.loss_id, X, Y,
-                                       rows, W_stack, Z_stack, Z, A)
+                                       n_chunks, W_stack, Z_stack, Z, A)
 
     def trainer(self, params, X, Y, batch_size, optimizer, dropout, seed):
         return CpuEpochRunner(self, params, X, Y, batch_size, optimizer, dropout, seed)

@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from fastnet.activations import SOFTMAX, ZERO, activate_row, derivative
+from fastnet.activations import SOFTMAX, ZERO, activate_row, derivative, exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY = range(3)
 
@@ -48,7 +48,7 @@ def output_activate(z, a, kind):
         top = row_max(z)
         total = ZERO
         for j in range(z.size):
-            a[j] = math.exp(z[j] - top)
+            a[j] = exp_nonpositive(z[j] - top)
             total += a[j]
         for j in range(z.size):
             a[j] = a[j] / total
@@ -65,14 +65,15 @@ def row_loss(z, a, y, loss):
         sum_exp = ZERO
         sum_y = ZERO
         for j in range(z.size):
-            sum_exp += math.exp(z[j] - top)
+            sum_exp += exp_nonpositive(z[j] - top)
             sum_y += y[j]
             total -= y[j] * z[j]
         total += (top + math.log(sum_exp)) * sum_y
     elif loss == BCE:
         for j in range(z.size):
             zj = z[j]
-            total += (zj if zj > ZERO else ZERO) - zj * y[j] + math.log1p(math.exp(-abs(zj)))
+            total += ((zj if zj > ZERO else ZERO) - zj * y[j]
+                      + math.log1p(exp_nonpositive(-abs(zj))))
     else:
         for j in range(z.size):
             diff = a[j] - y[j]

@@ -11,6 +11,8 @@ from fastnet import activations, dropout, losses, updates
 
 # In dependency order: a function may call only those listed before it.
 SHARED_FUNCTIONS = (
+    activations.exp_nonpositive,
+    activations.sigmoid,
     activations.activate,
     activations.derivative,
     activations.activate_row,
@@ -29,10 +31,13 @@ SHARED_FUNCTIONS = (
 )
 
 
-def compile_for(jit):
-    """Return a namespace of ``SHARED_FUNCTIONS`` compiled with ``jit``."""
-    compiled = {}
+def compile_for(jit, replacements=None):
+    """Return a namespace of ``SHARED_FUNCTIONS`` compiled with ``jit``;
+    ``replacements`` maps a function's name to the target's own version."""
+    compiled = dict(replacements or {})
     for function in SHARED_FUNCTIONS:
+        if function.__name__ in compiled:
+            continue
         rebound = types.FunctionType(
             function.__code__, {**function.__globals__, **compiled},
             function.__name__, function.__defaults__, function.__closure__)

@@ -10,14 +10,16 @@ for ``rows`` samples is a C-contiguous (rows x sizes[l+1]) slice starting at
 import numpy as np
 from numba import get_thread_id, njit, prange
 
-from fastnet.activations import IDENTITY
+from fastnet.activations import SOFTMAX
 from fastnet.losses import CROSS_ENTROPY, MSE
 from fastnet.updates import (ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_CLIP_VALUE, H_LR,
                              H_MOMENTUM, H_WEIGHT_DECAY, N_HYPER, RMSPROP, SGD)
 from fastnet.backends._maths import compile_for
+from fastnet.backends.fast_exp import vectorisable_exp
 
-_maths = compile_for(njit(inline="always"))
+_maths = compile_for(njit(inline="always"), {"exp_nonpositive": vectorisable_exp})
 activate = _maths.activate
+activate_row = _maths.activate_row
 derivative = _maths.derivative
 scale_by_derivative_row = _maths.scale_by_derivative_row
 denominator = _maths.denominator
@@ -107,7 +109,7 @@ def forward_from(params, sizes, acts, A_in, Z, A, rows, first, output_needed, dr
     """Layers ``first``.. of the forward pass, given the input ``A_in`` of layer ``first``.
 
     Without ``output_needed`` the output layer's activation is skipped (its A
-    is a copy of Z): cross-entropy and BCE losses are computed from Z alone,
+    is left as it was): cross-entropy and BCE losses are computed from Z alone,
     and the softmax's exponentials are a large part of a small network's work.
     """
     n_layers = sizes.size - 1
@@ -116,20 +118,34 @@ def forward_from(params, sizes, acts, A_in, Z, A, rows, first, output_needed, dr
         Zl = layer_block(Z, sizes, l, rows)
         Al = layer_block(A, sizes, l, rows)
         gemm_nn(A_in, W, Zl)
-        kind = acts[l] if output_needed or l < n_layers - 1 else IDENTITY
-        add_bias_activate(Zl, Al, b, kind)
+        if output_needed or l < n_layers - 1:
+            add_bias_activate(Zl, Zl, Al, b, acts[l])
+        else:
+            add_bias(Zl, Zl, b)
         if l < n_layers - 1 and dropout[l] > 0:
             apply_dropout(Al, seed, step, l, dropout[l])
         A_in = Al
 
 
 @inline
-def add_bias_activate(Zl, Al, b, kind):
-    """Z += b row by row, then A = f(Z) (softmax per row)."""
+def add_bias(product, Zl, b):
+    """Z = product + b row by row; ``product`` may be Z itself."""
     for i in range(Zl.shape[0]):
         for j in range(Zl.shape[1]):
-            Zl[i, j] += b[j]
-        output_activate(Zl[i], Al[i], kind)
+            Zl[i, j] = product[i, j] + b[j]
+
+
+@inline
+def add_bias_activate(product, Zl, Al, b, kind):
+    """Z = product + b, then A = f(Z) (softmax per row). Element-wise
+    activations run as one loop over the whole block (a row of a few units
+    is too short a loop to vectorise well)."""
+    add_bias(product, Zl, b)
+    if kind == SOFTMAX:
+        for i in range(Zl.shape[0]):
+            output_activate(Zl[i], Al[i], kind)
+    else:
+        activate_row(Zl.reshape(Zl.size), Al.reshape(Al.size), kind)
 
 
 @inline
@@ -471,13 +487,15 @@ def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals):
     h = sizes[1]
     no_dropout = np.zeros(sizes.size, np.float64)
     output_needed = loss == MSE
-    first_kind = acts[0] if output_needed or sizes.size > 2 else IDENTITY
     Z1 = layer_block(Z, sizes, 0, rows)
     A1 = layer_block(A, sizes, 0, rows)
     for p in range(thetas.shape[0]):
         params = thetas[p]
-        Z1[:] = stacked[:, p * h:(p + 1) * h]
-        add_bias_activate(Z1, A1, layer_params(params, sizes, 0)[1], first_kind)
+        product, b = stacked[:, p * h:(p + 1) * h], layer_params(params, sizes, 0)[1]
+        if output_needed or sizes.size > 2:
+            add_bias_activate(product, Z1, A1, b, acts[0])
+        else:
+            add_bias(product, Z1, b)
         forward_from(params, sizes, acts, A1, Z, A, rows, 1, output_needed, no_dropout, 0, 0)
         totals[p] = loss_rows(sizes, acts, loss, Y, Z, A, rows, output_needed)
 
@@ -492,18 +510,18 @@ def population_loss_serial(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
 
 
 @njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
-def population_loss(thetas, sizes, acts, loss, X, Y, chunk, W_stack, Z_stack, Z, A):
+def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack, Z, A):
     """Mean loss of every row of ``thetas`` on all of X.
 
     Every member's first layer reads the same inputs, so the first layer of
     the whole population is one product, X @ [W_1 | W_2 | ... | W_P], which
     BLAS runs near the machine's peak (it is most of the arithmetic when
-    the input is wider than the hidden layers). Chunks of ``chunk`` rows run
-    in parallel: each thread computes the stacked product of its chunk
+    the input is wider than the hidden layers). ``n_chunks`` chunks of rows
+    (their lengths differ by at most one) run in parallel: each thread computes the stacked product of its chunk
     (BLAS on one thread: the caller limits it, two thread pools on the same
     cores stall each other), then every member's remaining layers. W_stack
-    is (n_in, P * h); Z_stack (threads, chunk * P * h) and Z, A (threads,
-    chunk * units) are per-thread workspaces. Per-chunk losses are summed
+    is (n_in, P * h); Z_stack (threads, rows * P * h) and Z, A (threads,
+    rows * units), for the longest chunk's rows, are per-thread workspaces. Per-chunk losses are summed
     in a fixed order, so the result does not depend on the thread count.
     """
     P = thetas.shape[0]
@@ -511,12 +529,11 @@ def population_loss(thetas, sizes, acts, loss, X, Y, chunk, W_stack, Z_stack, Z,
     h = sizes[1]
     for p in prange(P):
         W_stack[:, p * h:(p + 1) * h] = thetas[p, :n_in * h].reshape((n_in, h))
-    n_chunks = (n + chunk - 1) // chunk
     totals = np.zeros((n_chunks, P), np.float64)
     for c in prange(n_chunks):
         thread = get_thread_id()
-        start = c * chunk
-        rows = min(chunk, n - start)
+        start = c * n // n_chunks
+        rows = (c + 1) * n // n_chunks - start
         stacked = Z_stack[thread, :rows * P * h].reshape((rows, P * h))
         np.dot(X[start:start + rows], W_stack, stacked)
         chunk_losses(thetas, sizes, acts, loss, stacked, Y[start:start + rows], Z[thread],
@@ -630,7 +647,7 @@ def bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std
             for i in range(rows):
                 output_activate(Zl[i], Al[i], acts[l])
         else:
-            add_bias_activate(Zl, Al, b, acts[l])
+            add_bias_activate(Zl, Zl, Al, b, acts[l])
         if l < n_layers - 1 and dropout[l] > 0:
             apply_dropout(Al, seed, step, l, dropout[l])
         A_in = Al

@@ -1,0 +1,81 @@
+"""A vectorisable exp(x) for x <= 0, for the CPU kernels.
+
+``math.exp`` compiles to a call into the C library, one element at a time,
+which no loop around it can vectorise: the softmax's and the log-sum-exp's
+exponentials were a third of a population evaluation of the digits network
+(measured 102 of 281 us per member). This version is plain arithmetic, so
+the compiler vectorises the loops that call it (0.25 ns per float32 element
+against 3.4 ns for the library call).
+
+Method (Cody & Waite range reduction, as in Cephes' expf): n = round(x / ln 2),
+r = x - n ln 2 with ln 2 split in two so that n * LN2_HI is exact, then
+e^x = 2^n e^r with |r| <= ln 2 / 2, e^r from its Taylor polynomial and 2^n
+written straight into the exponent bits. Degree 6 (float32) and 13 (float64)
+put the truncation error below half an ulp; measured over x in [-87, 0]:
+at most 2.3e-7 relative in float32 (2 ulp), 2.2e-16 in float64. Results that
+would be subnormal are flushed to 0 (x < -87 in float32, x < -708 in float64):
+next to the softmax's largest term, 1, they change nothing.
+"""
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from fastnet.activations import exp_nonpositive
+
+FASTMATH = {"contract", "nsz", "arcp"}
+LOG2E = 1.4426950408889634
+
+# float32: Cephes' split of ln 2 and the flush threshold just above exp's
+# smallest normal result (2^-126 = e^-87.34)
+LN2_HI_32 = np.float32(0.693359375)
+LN2_LO_32 = np.float32(-2.12194440e-4)
+FLUSH_32 = np.float32(-87.0)
+INVERSE_FACTORIALS_32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7))
+
+# float64: fdlibm's split (n * LN2_HI_64 exact for |n| < 2^20); 2^-1022 = e^-708.4
+LN2_HI_64 = 6.93147180369123816490e-01
+LN2_LO_64 = 1.90821492927058770002e-10
+FLUSH_64 = -708.0
+INVERSE_FACTORIALS_64 = tuple(1.0 / math.factorial(k) for k in range(14))
+
+
+@njit(inline="always")
+def taylor(r, coefficients):
+    """sum_k coefficients[k] r^k by Horner's rule (the compiler unrolls it)."""
+    total = coefficients[-1]
+    for k in range(len(coefficients) - 2, -1, -1):
+        total = total * r + coefficients[k]
+    return total
+
+
+def _exp_float32(x):
+    if x < FLUSH_32:
+        return np.float32(0.0)
+    n = np.int32(np.floor(x * np.float32(LOG2E) + np.float32(0.5)))
+    r = (x - np.float32(n) * LN2_HI_32) - np.float32(n) * LN2_LO_32
+    return taylor(r, INVERSE_FACTORIALS_32) * np.int32((n + 127) << 23).view(np.float32)
+
+
+def _exp_float64(x):
+    x = np.float64(x)
+    if x < FLUSH_64:
+        return 0.0
+    n = np.int32(np.floor(x * LOG2E + 0.5))
+    r = (x - n * LN2_HI_64) - n * LN2_LO_64
+    return taylor(r, INVERSE_FACTORIALS_64) * np.int64((np.int64(n) + 1023) << 52).view(np.float64)
+
+
+def vectorisable_exp(x):
+    """exp(x) for x <= 0 (see the module's docstring); NaN gives NaN."""
+    return exp_nonpositive(x)
+
+
+# Not inlined by Numba: inlined code would take the caller's flags, and
+# 'reassoc' lets the compiler regroup (x - n LN2_HI) - n LN2_LO, which undoes
+# the exact reduction (measured 2.4e-14 instead of 2.2e-16 in float64). LLVM
+# still inlines the compiled function, keeping these flags.
+@overload(vectorisable_exp, jit_options={"fastmath": FASTMATH})
+def _vectorisable_exp(x):
+    return _exp_float32 if x == types.float32 else _exp_float64

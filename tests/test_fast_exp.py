@@ -1,0 +1,57 @@
+"""The CPU kernels' vectorisable exp against NumPy's, and the population
+kernel's chunking."""
+import numpy as np
+import pytest
+from numba import njit
+
+from fastnet import engine
+from fastnet.backends.cpu import FASTMATH
+from fastnet.backends.fast_exp import vectorisable_exp
+
+
+@njit(fastmath=FASTMATH)  # the kernels' flags, 'reassoc' included
+def exp_all(x, out):
+    for i in range(x.size):
+        out[i] = vectorisable_exp(x[i])
+
+
+@pytest.mark.parametrize("dtype,lowest,tolerance", [(np.float32, -87.0, 3e-7),
+                                                    (np.float64, -708.0, 4e-16)])
+def test_relative_error_over_the_whole_range(dtype, lowest, tolerance):
+    x = np.concatenate([np.linspace(lowest, 0.0, 200_001), -np.logspace(-30, 0, 1001)])
+    x = x.astype(dtype)
+    out = np.empty_like(x)
+    exp_all(x, out)
+    exact = np.exp(x.astype(np.float64))
+    assert out.dtype == dtype
+    assert np.max(np.abs(out - exact) / exact) < tolerance
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values(dtype):
+    x = np.array([0.0, -0.0, -np.inf, np.nan, -1000.0], dtype)
+    out = np.empty_like(x)
+    exp_all(x, out)
+    assert out[0] == 1.0 and out[1] == 1.0
+    assert out[2] == 0.0 and np.isnan(out[3]) and out[4] == 0.0
+
+
+@pytest.mark.parametrize("n_rows,threads", [(1797, 2), (1797, 1), (1797, 16), (60_000, 2),
+                                            (5, 2), (1, 4), (384, 2), (385, 2)])
+def test_population_chunks_are_balanced(n_rows, threads):
+    n_chunks = engine.balanced_chunks(n_rows, threads)
+    longest = -(-n_rows // n_chunks)
+    assert 1 <= longest <= engine.POPULATION_CHUNK_ROWS
+    assert n_chunks % threads == 0 or n_chunks == n_rows < threads * 2
+
+
+def test_population_loss_cut_in_uneven_chunks_matches_one_member_at_a_time():
+    """1797 rows in 10 chunks of 179 or 180 rows: every row counted once."""
+    import fastnet
+    rng = np.random.default_rng(5)
+    net = fastnet.Network([16, 24, 5], activation="relu", output="softmax", dtype=np.float64)
+    X, y = rng.standard_normal((1797, 16)), rng.integers(0, 5, 1797)
+    thetas = net.params + 0.3 * rng.standard_normal((40, net.n_params))
+    expected = [net.loss(X, y, params=theta) for theta in thetas]
+    assert engine.balanced_chunks(1797, 2) == 10
+    np.testing.assert_allclose(net.population_loss(thetas, X, y), expected, rtol=1e-12)
