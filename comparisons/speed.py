@@ -3,8 +3,8 @@
     python -m comparisons.speed [--only step,epoch,compile,population,trainers]
                                 [--repeats N] [--threads N] [--seeds N] [--quick] [--out reports]
 
-Every measurement runs in its own child process (``--child SPEC``, which
-prints one JSON line), because two libraries' thread pools in one process
+Every measurement runs in its own child process (``python
+comparisons/speed_peers.py SPEC``, which prints one JSON line), because two libraries' thread pools in one process
 distort both. Each child gets NUMBA_NUM_THREADS, OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS and MKL_NUM_THREADS (and torch.set_num_threads) set to
 ``--threads``, warms up before its clock starts, and the libraries alternate
@@ -32,7 +32,7 @@ import tempfile
 
 import numpy as np
 
-from comparisons.speed_peers import DIGITS_SIZES, MEASURES, SIGMA0, n_parameters
+from comparisons.speed_peers import DIGITS_SIZES, SIGMA0, clean, n_parameters
 from comparisons.trainers.pso import PSO, VMAX_PER_SIGMA0, constriction_factor
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -151,19 +151,6 @@ def trouble(runs):
     return ""
 
 
-def clean(value):
-    """JSON-safe: numpy scalars as Python numbers, NaN and inf as None."""
-    if isinstance(value, dict):
-        return {str(k): clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 # ------------------------------------------------------------ child process
 def thread_environment(threads):
     return {name: str(threads) for name in THREAD_VARIABLES}
@@ -178,7 +165,9 @@ def run_child(measure, spec, threads, cwd, env=None):
     environment = {**os.environ, **thread_environment(threads), **(env or {}),
                    "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO),
                                                                os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "comparisons.speed", "--child",
+    # The file, not the module: importing the package comparisons would load
+    # fastnet (its trainers use fastnet's checks) before the compile clock.
+    command = [sys.executable, str(REPO / "comparisons" / "speed_peers.py"),
                json.dumps({**spec, "measure": measure, "threads": threads})]
     try:
         done = subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True,
@@ -189,26 +178,6 @@ def run_child(measure, spec, threads, cwd, env=None):
     if done.returncode != 0 or not lines:
         return {"error": (done.stderr.strip().splitlines() or ["no output"])[-1]}
     return json.loads(lines[-1])
-
-
-def child_main(spec_json):
-    """The child's side: run the measurement, print its result as the last stdout line."""
-    spec = json.loads(spec_json)
-    result = MEASURES[spec["measure"]](spec)
-    seen = {}
-    if "numba" in sys.modules:
-        numba = sys.modules["numba"]
-        seen["numba"] = numba.get_num_threads()
-        try:
-            seen["numba_layer"] = numba.threading_layer()
-        except ValueError:  # no parallel kernel ran
-            pass
-    if "torch" in sys.modules:
-        seen["torch"] = sys.modules["torch"].get_num_threads()
-    if importlib.util.find_spec("threadpoolctl") is not None:  # BLAS and OpenMP pools
-        from threadpoolctl import threadpool_info
-        seen.update({pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()})
-    print(json.dumps(clean({**result, "threads_seen": seen})))
 
 
 class Bench:
@@ -784,7 +753,6 @@ def parse_args(argv):
                         help="tiny repeats and budgets: a dry run of the machinery")
     parser.add_argument("--out", default="reports",
                         help="folder for speed.json, speed.md and figures/")
-    parser.add_argument("--child", metavar="SPEC", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     parts = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(parts) - set(PARTS))
@@ -806,8 +774,6 @@ def settings_from(args):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    if args.child:
-        return child_main(args.child)
     settings = settings_from(args)
     out = pathlib.Path(args.out)
     with tempfile.TemporaryDirectory(prefix="fastnet-speed-") as scratch:

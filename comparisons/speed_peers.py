@@ -1,5 +1,8 @@
 """What each child process of ``python -m comparisons.speed`` measures.
 
+The parent runs this file as a script, ``python comparisons/speed_peers.py
+SPEC``: it imports nothing from the package, whose import would load fastnet.
+
 One function per (workload, library), named in ``MEASURES`` as
 "workload/library"; each takes the JSON spec the parent sent and returns a
 dict of plain numbers. Libraries are imported inside the functions, so a
@@ -14,6 +17,8 @@ and DEAP's ``map(toolbox.evaluate, population)`` over a per-individual NumPy
 fitness function, pycma's ask/tell loop, SciPy's ``differential_evolution``
 and pyswarms' ``GlobalBestPSO.optimize``.
 """
+import importlib.util
+import json
 import math
 import statistics
 import sys
@@ -443,3 +448,40 @@ MEASURES = {
     "generation/ours": generation_ours, "generation/pycma": generation_pycma,
     "ga/ours": ga_ours, "ga/pygad": ga_pygad,
 }
+
+
+def clean(value):
+    """JSON-safe: numpy scalars as Python numbers, NaN and inf as None."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def child_main(spec_json):
+    """The child's side: run the measurement, print its result as the last stdout line."""
+    spec = json.loads(spec_json)
+    result = MEASURES[spec["measure"]](spec)
+    seen = {}
+    if "numba" in sys.modules:
+        numba = sys.modules["numba"]
+        seen["numba"] = numba.get_num_threads()
+        try:
+            seen["numba_layer"] = numba.threading_layer()
+        except ValueError:  # no parallel kernel ran
+            pass
+    if "torch" in sys.modules:
+        seen["torch"] = sys.modules["torch"].get_num_threads()
+    if importlib.util.find_spec("threadpoolctl") is not None:  # BLAS and OpenMP pools
+        from threadpoolctl import threadpool_info
+        seen.update({pool["internal_api"]: pool["num_threads"] for pool in threadpool_info()})
+    print(json.dumps(clean({**result, "threads_seen": seen})))
+
+
+if __name__ == "__main__":
+    child_main(sys.argv[1])

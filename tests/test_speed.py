@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from comparisons import speed
+from comparisons import speed, speed_peers
 
 
 def runs(key, *values):
@@ -36,8 +36,8 @@ def test_quartiles_and_checks():
 
 def test_clean_makes_json_safe():
     import numpy as np
-    cleaned = speed.clean({"a": np.float32(1.5), "b": [float("nan"), np.int64(2)],
-                           "c": float("inf")})
+    cleaned = speed_peers.clean({"a": np.float32(1.5), "b": [float("nan"), np.int64(2)],
+                                 "c": float("inf")})
     assert cleaned == {"a": 1.5, "b": [None, 2], "c": None}
     json.dumps(cleaned, allow_nan=False)
 
@@ -55,6 +55,19 @@ def test_child_measurement_returns_json(tmp_path):
     assert result["seconds"] > 0 and result["gflops"] > 0
     assert len(result["blocks"]) == 5
     assert result["threads_seen"].get("openblas", 1) == 1
+
+
+def test_child_script_does_not_load_fastnet():
+    """The compile measurement's clock must start before fastnet is imported:
+    the child script must not import the comparisons package, which loads it."""
+    import subprocess
+    import sys
+    script = speed.REPO / "comparisons" / "speed_peers.py"
+    probe = (f"import runpy, sys; runpy.run_path({str(script)!r}, run_name='probe'); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('fastnet', 'comparisons')))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_child_failure_is_reported_not_raised(tmp_path):

@@ -243,8 +243,8 @@ def hidden_delta(D, Z, A, kind, rate, seed, step, layer):
                 else:
                     D[i, j] = 0
     else:
-        for i in range(D.shape[0]):
-            scale_by_derivative_row(D[i], Z[i], A[i], kind)
+        # one loop over the whole block, as in ``add_bias_activate``
+        scale_by_derivative_row(D.reshape(D.size), Z.reshape(Z.size), A.reshape(A.size), kind)
 
 
 # ------------------------------------------------------------- optimiser
