@@ -21,7 +21,6 @@ import datetime
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
 import pathlib
 import platform
