@@ -42,16 +42,21 @@ def row_max(z):
     return top
 
 
+def softmax_row(z, a):
+    """a = softmax(z) for one row, shifted by max(z) so that exp never overflows."""
+    top = row_max(z)
+    total = ZERO
+    for j in range(z.size):
+        a[j] = exp_nonpositive(z[j] - top)
+        total += a[j]
+    for j in range(z.size):
+        a[j] = a[j] / total
+
+
 def output_activate(z, a, kind):
-    """a = f(z) for one output row; softmax shifted by max(z) so exp never overflows."""
+    """a = f(z) for one output row."""
     if kind == SOFTMAX:
-        top = row_max(z)
-        total = ZERO
-        for j in range(z.size):
-            a[j] = exp_nonpositive(z[j] - top)
-            total += a[j]
-        for j in range(z.size):
-            a[j] = a[j] / total
+        softmax_row(z, a)
     else:
         activate_row(z, a, kind)
 

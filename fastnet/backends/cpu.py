@@ -23,7 +23,7 @@ activate_row = _maths.activate_row
 derivative = _maths.derivative
 scale_by_derivative_row = _maths.scale_by_derivative_row
 denominator = _maths.denominator
-output_activate = _maths.output_activate
+softmax_row = _maths.softmax_row
 row_loss = _maths.row_loss
 softmax_row_loss = _maths.softmax_row_loss
 row_delta = _maths.row_delta
@@ -34,6 +34,10 @@ updated = _maths.updated
 
 #: a switched-off setting in an optimiser rule, as a constant the compiler folds
 NO = np.float32(0.0)
+#: seed and step where no dropout is drawn: an int64, because a literal 0
+#: would be typed Literal[int](0) and compile the kernel it is passed to again
+#: (9 s for the forward pass)
+NO_STEP = np.int64(0)
 
 # No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
@@ -72,6 +76,15 @@ def layer_block(buffer, sizes, l, rows):
 @inline
 def matrix_rows(buffer, rows, width):
     return buffer[:rows * width].reshape((rows, width))
+
+
+@inline
+def row_range(M, start, rows):
+    """M[start:start + rows] of a C-contiguous matrix, typed C-contiguous (Numba
+    types the plain slice as any-layout, and every kernel it reaches would be
+    compiled a second time for it: 9 s for the forward pass)."""
+    width = M.shape[1]
+    return matrix_rows(M.reshape(M.size)[start * width:], rows, width)
 
 
 # ----------------------------------------------------------- products
@@ -137,13 +150,18 @@ def add_bias(product, Zl, b):
 
 @inline
 def add_bias_activate(product, Zl, Al, b, kind):
-    """Z = product + b, then A = f(Z) (softmax per row). Element-wise
-    activations run as one loop over the whole block (a row of a few units
-    is too short a loop to vectorise well)."""
+    """Z = product + b, then A = f(Z)."""
     add_bias(product, Zl, b)
+    activate_block(Zl, Al, kind)
+
+
+@inline
+def activate_block(Zl, Al, kind):
+    """A = f(Z): softmax row by row, element-wise activations as one loop over
+    the whole block (a row of a few units is too short a loop to vectorise)."""
     if kind == SOFTMAX:
         for i in range(Zl.shape[0]):
-            output_activate(Zl[i], Al[i], kind)
+            softmax_row(Zl[i], Al[i])
     else:
         activate_row(Zl.reshape(Zl.size), Al.reshape(Al.size), kind)
 
@@ -436,25 +454,31 @@ def count_correct(sizes, loss, Y, A, rows):
 def forward_all(params, sizes, acts, X, out, chunk, Z, A):
     """Outputs of every row of X into ``out``, ``chunk`` rows at a time."""
     n = X.shape[0]
-    no_dropout = np.zeros(sizes.size, np.float64)
+    no_dropout = np.zeros(sizes.size, params.dtype)
     last = sizes.size - 2
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
-        forward_rows(params, sizes, acts, X[start:start + rows], Z, A, rows, no_dropout, 0, 0)
+        forward_rows(params, sizes, acts, row_range(X, start, rows), Z, A, rows, no_dropout,
+                     NO_STEP, NO_STEP)
         out[start:start + rows] = layer_block(A, sizes, last, rows)
 
 
 @kernel
 def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
-    """Mean loss over all rows, ``chunk`` rows at a time."""
+    """Mean loss over all rows, ``chunk`` rows at a time.
+
+    Through ``forward_rows``, the training step's own forward pass, softmax
+    included: compiled once for both (a second inlined forward pass took 9 s
+    to compile), and with the vectorised exp the softmax costs little.
+    """
     n = X.shape[0]
-    no_dropout = np.zeros(sizes.size, np.float64)
+    no_dropout = np.zeros(sizes.size, params.dtype)
     total = 0.0
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
-        forward_from(params, sizes, acts, X[start:start + rows], Z, A, rows, 0, loss == MSE,
-                     no_dropout, 0, 0)
-        total += loss_rows(sizes, acts, loss, Y[start:start + rows], Z, A, rows, False)
+        forward_rows(params, sizes, acts, row_range(X, start, rows), Z, A, rows, no_dropout,
+                     NO_STEP, NO_STEP)
+        total += loss_rows(sizes, acts, loss, row_range(Y, start, rows), Z, A, rows, True)
     return total / denominator(n, Y.shape[1], loss)
 
 
@@ -462,17 +486,17 @@ def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
 def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, grad_chunk):
     """Mean loss and its gradient over all rows, accumulated chunk by chunk."""
     n = X.shape[0]
-    no_dropout = np.zeros(sizes.size, np.float64)
+    no_dropout = np.zeros(sizes.size, params.dtype)
     scale = params.dtype.type(1.0 / denominator(n, Y.shape[1], loss))
     grad[:] = 0
     total = 0.0
     for start in range(0, n, chunk):
         rows = min(chunk, n - start)
-        Xc, Yc = X[start:start + rows], Y[start:start + rows]
-        forward_rows(params, sizes, acts, Xc, Z, A, rows, no_dropout, 0, 0)
+        Xc, Yc = row_range(X, start, rows), row_range(Y, start, rows)
+        forward_rows(params, sizes, acts, Xc, Z, A, rows, no_dropout, NO_STEP, NO_STEP)
         total += loss_rows(sizes, acts, loss, Yc, Z, A, rows, True)
         backward_rows(params, sizes, acts, loss, Xc, Yc, Z, A, D, grad_chunk, rows, scale,
-                      no_dropout, 0, 0)
+                      no_dropout, NO_STEP, NO_STEP)
         grad += grad_chunk
     return total / denominator(n, Y.shape[1], loss)
 
@@ -485,7 +509,7 @@ def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals):
     nested parallel loops, which made it 3x slower."""
     rows = Y.shape[0]
     h = sizes[1]
-    no_dropout = np.zeros(sizes.size, np.float64)
+    no_dropout = np.zeros(sizes.size, thetas.dtype)
     output_needed = loss == MSE
     Z1 = layer_block(Z, sizes, 0, rows)
     A1 = layer_block(A, sizes, 0, rows)
@@ -644,8 +668,7 @@ def bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std
             normalize(Zl, layer_block(H, sizes, l, rows), b, gamma, beta,
                       layer_block(mean, sizes, l, 1)[0], layer_block(variance, sizes, l, 1)[0],
                       layer_block(inv_std, sizes, l, 1)[0])
-            for i in range(rows):
-                output_activate(Zl[i], Al[i], acts[l])
+            activate_block(Zl, Al, acts[l])
         else:
             add_bias_activate(Zl, Zl, Al, b, acts[l])
         if l < n_layers - 1 and dropout[l] > 0:
@@ -676,7 +699,7 @@ def bn_loss_and_grad(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, stats_work
     gradient into ``grad`` when ``with_grad``. Nothing else changes.
     ``stats_work``: 3 x units, the batch's mean, variance and 1 / sigma."""
     rows = X.shape[0]
-    no_dropout = np.zeros(sizes.size, np.float64)
+    no_dropout = np.zeros(sizes.size, params.dtype)
     units = stats_work.size // 3
     mean, variance = stats_work[:units], stats_work[units:2 * units]
     inv_std = stats_work[2 * units:]
