@@ -694,7 +694,8 @@ def write_figure(report, out):
     shapes = list(dict.fromkeys(row["shape"] for row in rows))
     x = np.arange(len(shapes))
     figure, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    for optimizer, marker, shift in (("sgd", "o", -0.08), ("adam", "s", 0.08)):
+    # labels outside the pair of markers: SGD's to the left, Adam's to the right
+    for optimizer, marker, shift, side in (("sgd", "o", -0.08, -1), ("adam", "s", 0.08, 1)):
         found = {row["shape"]: row.get("speedup") for row in rows if row["optimizer"] == optimizer}
         if not found:
             continue
@@ -705,11 +706,12 @@ def write_figure(report, out):
         for xi, value in zip(x + shift, speedups):
             if np.isfinite(value):
                 left.annotate(f"{value:,.0f}x" if value >= 100 else f"{value:.3g}x", (xi, value),
-                              textcoords="offset points",
-                              xytext=(7, -3), fontsize=7)
+                              textcoords="offset points", xytext=(7 * side, 6),
+                              ha="left" if side > 0 else "right", fontsize=7)
     left.scatter(x, [SHAPES[s][4] for s in shapes], marker="_", s=900, color="tab:red",
                  label="target (SGD)", zorder=3)
     left.axhline(1, color="grey", lw=0.8)
+    left.set_xlim(-0.6, len(shapes) - 0.4)  # room for the outermost labels
     left.set_yscale("log")
     left.set_ylabel("speedup (PyTorch time / fastnet time)")
     left.set_title("Training step: speedup vs PyTorch")

@@ -117,11 +117,12 @@ def test_first_epoch_records_loss_and_accuracy_of_the_initial_params():
 def test_population_loss_rows_equal_loss(dtype, rtol, n):
     """Row i of population_loss is loss(params=thetas[i]) up to rounding, not bit for bit.
 
-    Both accumulate per-row losses in float64, but in different chunks (64 rows
-    in the population kernel, 256 in loss) and different compiled kernels
-    (the population one is parallel), so the summation order and, for layers
-    big enough, the matrix-product path (BLAS vs loops) differ: measured
-    differences are ~1e-16 relative in float64 and ~1e-8 in float32.
+    Both accumulate per-row losses in float64, but in different chunks
+    (``engine.balanced_chunks`` in the population kernel, 256 rows in loss)
+    and different compiled kernels (the population one is parallel and reads
+    cross-entropy from the logits, loss from the softmax), so the summation
+    order and the rounding differ: measured differences are ~1e-16 relative
+    in float64 and ~1e-8 in float32.
     """
     rng = np.random.default_rng(n)
     net = fastnet.Network([8, 40, 40, 3], activation="tanh", output="softmax", dtype=dtype)
