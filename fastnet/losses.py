@@ -42,6 +42,15 @@ def row_max(z):
     return top
 
 
+def row_argmax(z):
+    """Index of the first maximum of z."""
+    k = 0
+    for j in range(1, z.size):
+        if z[j] > z[k]:
+            k = j
+    return k
+
+
 def softmax_row(z, a):
     """a = softmax(z) for one row, shifted by max(z) so that exp never overflows."""
     top = row_max(z)
@@ -65,15 +74,19 @@ def row_loss(z, a, y, loss):
     """Summed loss of one row (divide by ``denominator`` for the mean)."""
     total = ZERO
     if loss == CROSS_ENTROPY:
-        # -sum_j y_j log softmax(z)_j = lse(z) * sum(y) - sum_j y_j z_j
-        top = row_max(z)
-        sum_exp = ZERO
+        # -sum_j y_j log softmax(z)_j = sum_j y_j (z_k - z_j) + sum(y) log1p(r), with
+        # k = argmax z and r = sum_{j != k} e^(z_j - z_k): log1p keeps a loss near 0
+        # accurate to its last digits, where log(1 + r) would round most of r away.
+        k = row_argmax(z)
+        top = z[k]
+        others = ZERO
         sum_y = ZERO
         for j in range(z.size):
-            sum_exp += exp_nonpositive(z[j] - top)
+            if j != k:
+                others += exp_nonpositive(z[j] - top)
             sum_y += y[j]
-            total -= y[j] * z[j]
-        total += (top + math.log(sum_exp)) * sum_y
+            total += y[j] * (top - z[j])
+        total += math.log1p(others) * sum_y
     elif loss == BCE:
         for j in range(z.size):
             zj = z[j]
@@ -87,23 +100,20 @@ def row_loss(z, a, y, loss):
 
 
 def softmax_row_loss(z, a, y):
-    """``row_loss`` for cross-entropy when a = softmax(z) is already known.
-
-    At k = argmax z, a_k = 1 / sum_j exp(z_j - z_k) >= 1 / n, so
-    lse(z) = z_k - log(a_k) is finite and equals ``row_loss``'s
-    top + log(sum_exp) but for rounding: one logarithm per row instead of
-    an exponential per class.
+    """``row_loss`` for cross-entropy when a = softmax(z) is already known:
+    its r = sum_{j != k} e^(z_j - z_k) is sum_{j != k} a_j / a_k (a_k >= 1 / n
+    at k = argmax z), one logarithm per row instead of an exponential per class.
     """
-    k = 0
-    for j in range(1, z.size):
-        if z[j] > z[k]:
-            k = j
-    total = ZERO
+    k = row_argmax(z)
+    others = ZERO
     sum_y = ZERO
+    total = ZERO
     for j in range(z.size):
+        if j != k:
+            others += a[j]
         sum_y += y[j]
-        total -= y[j] * z[j]
-    return total + (z[k] - math.log(a[k])) * sum_y
+        total += y[j] * (z[k] - z[j])
+    return total + math.log1p(others / a[k]) * sum_y
 
 
 def row_delta(z, a, y, loss, kind, scale, d):

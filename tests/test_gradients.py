@@ -177,6 +177,27 @@ def test_cross_entropy_of_saturated_softmax_matches_the_log_sum_exp():
     assert net.loss(X, y) == pytest.approx(ref_loss, rel=1e-12)
 
 
+def test_float32_cross_entropy_near_zero_keeps_its_digits():
+    """A confident classifier's loss (~1e-6) in float32 is accurate to a few
+    ulp of itself, by every path: log(1 + r) in float32 would round r ~ 1e-6 to
+    a multiple of 1.2e-7 (errors of several percent)."""
+    sizes = [2, 4, 3]
+    ref = MLP(sizes, "identity", "softmax", "cross_entropy")
+    net = fastnet.Network(sizes, activation="identity", output="softmax", dtype=np.float32)
+    rng = np.random.default_rng(4)
+    net.params[:] = rng.normal(0, 0.1, net.n_params)
+    W2, b2 = net.unflatten(net.params)[1]
+    b2[:] = [14.0, 0.0, -1.0]  # class 0 wins by ~14: softmax(z)_0 = 1 - ~1e-6
+    X = rng.normal(size=(64, 2)).astype(np.float32)
+    y = np.zeros(64, dtype=np.int64)
+    theta = net.params.astype(np.float64)
+    ref_loss = ref.loss(theta, X.astype(np.float64), one_hot(y, 3))
+    assert 1e-7 < ref_loss < 1e-5
+    assert net.loss(X, y) == pytest.approx(ref_loss, rel=1e-5)
+    assert net.loss_and_grad(X, y)[0] == pytest.approx(ref_loss, rel=1e-5)
+    assert net.population_loss(net.params[None, :], X, y)[0] == pytest.approx(ref_loss, rel=1e-5)
+
+
 def test_gradient_is_accumulated_over_chunks():
     """More rows than the engine's chunk (256): the mean must cover every chunk."""
     rng = np.random.default_rng(3)
