@@ -42,15 +42,6 @@ def row_max(z):
     return top
 
 
-def row_argmax(z):
-    """Index of the first maximum of z."""
-    k = 0
-    for j in range(1, z.size):
-        if z[j] > z[k]:
-            k = j
-    return k
-
-
 def softmax_row(z, a):
     """a = softmax(z) for one row, shifted by max(z) so that exp never overflows."""
     top = row_max(z)
@@ -74,19 +65,18 @@ def row_loss(z, a, y, loss):
     """Summed loss of one row (divide by ``denominator`` for the mean)."""
     total = ZERO
     if loss == CROSS_ENTROPY:
-        # -sum_j y_j log softmax(z)_j = sum_j y_j (z_k - z_j) + sum(y) log1p(r), with
-        # k = argmax z and r = sum_{j != k} e^(z_j - z_k): log1p keeps a loss near 0
-        # accurate to its last digits, where log(1 + r) would round most of r away.
-        k = row_argmax(z)
-        top = z[k]
-        others = ZERO
+        # -sum_j y_j log softmax(z)_j = sum_j y_j (top - z_j) + sum(y) log(s), with
+        # top = max z and s = sum_j e^(z_j - top) = 1 + r summed in float64: in
+        # float32, 1 + r would round away most of an r near 1e-6, and with it
+        # the digits of a loss near 0.
+        top = row_max(z)
+        sum_exp = 0.0
         sum_y = ZERO
         for j in range(z.size):
-            if j != k:
-                others += exp_nonpositive(z[j] - top)
+            sum_exp += exp_nonpositive(z[j] - top)
             sum_y += y[j]
             total += y[j] * (top - z[j])
-        total += math.log1p(others) * sum_y
+        total += math.log(sum_exp) * sum_y
     elif loss == BCE:
         for j in range(z.size):
             zj = z[j]
@@ -101,19 +91,18 @@ def row_loss(z, a, y, loss):
 
 def softmax_row_loss(z, a, y):
     """``row_loss`` for cross-entropy when a = softmax(z) is already known:
-    its r = sum_{j != k} e^(z_j - z_k) is sum_{j != k} a_j / a_k (a_k >= 1 / n
-    at k = argmax z), one logarithm per row instead of an exponential per class.
-    """
-    k = row_argmax(z)
-    others = ZERO
+    its s = sum_j e^(z_j - top) is sum_j a_j / max(a), one logarithm per row
+    instead of an exponential per class."""
+    top = row_max(z)
+    largest = row_max(a)
+    sum_exp = 0.0
     sum_y = ZERO
     total = ZERO
     for j in range(z.size):
-        if j != k:
-            others += a[j]
+        sum_exp += a[j] / largest
         sum_y += y[j]
-        total += y[j] * (z[k] - z[j])
-    return total + math.log1p(others / a[k]) * sum_y
+        total += y[j] * (top - z[j])
+    return total + math.log(sum_exp) * sum_y
 
 
 def row_delta(z, a, y, loss, kind, scale, d):

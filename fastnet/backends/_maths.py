@@ -19,7 +19,6 @@ SHARED_FUNCTIONS = (
     activations.scale_by_derivative_row,
     losses.denominator,
     losses.row_max,
-    losses.row_argmax,
     losses.softmax_row,
     losses.output_activate,
     losses.row_loss,
