@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from fastnet.activations import SOFTMAX, ZERO, activate_row, derivative, exp_nonpositive
+from fastnet.activations import ONE, SOFTMAX, ZERO, activate_row, derivative, exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY = range(3)
 
@@ -66,17 +66,21 @@ def row_loss(z, a, y, loss):
     total = ZERO
     if loss == CROSS_ENTROPY:
         # -sum_j y_j log softmax(z)_j = sum_j y_j (top - z_j) + sum(y) log(s), with
-        # top = max z and s = sum_j e^(z_j - top) = 1 + r summed in float64: in
-        # float32, 1 + r would round away most of an r near 1e-6, and with it
-        # the digits of a loss near 0.
+        # top = max z and s = sum_j e^(z_j - top) = ties + r: log1p(r + ties - 1)
+        # keeps a loss near 0 to its last digits, where 1 + r in float32 would
+        # round away most of an r near 1e-6 (float64 is slow on GPUs).
         top = row_max(z)
-        sum_exp = 0.0
+        others = ZERO
+        ties = ZERO
         sum_y = ZERO
         for j in range(z.size):
-            sum_exp += exp_nonpositive(z[j] - top)
+            if z[j] < top:
+                others += exp_nonpositive(z[j] - top)
+            else:
+                ties += ONE
             sum_y += y[j]
             total += y[j] * (top - z[j])
-        total += math.log(sum_exp) * sum_y
+        total += math.log1p(others + (ties - ONE)) * sum_y
     elif loss == BCE:
         for j in range(z.size):
             zj = z[j]
@@ -91,18 +95,22 @@ def row_loss(z, a, y, loss):
 
 def softmax_row_loss(z, a, y):
     """``row_loss`` for cross-entropy when a = softmax(z) is already known:
-    its s = sum_j e^(z_j - top) is sum_j a_j / max(a), one logarithm per row
-    instead of an exponential per class."""
+    its r is sum_{z_j < top} a_j / max(a), one logarithm per row instead of
+    an exponential per class."""
     top = row_max(z)
     largest = row_max(a)
-    sum_exp = 0.0
+    others = ZERO
+    ties = ZERO
     sum_y = ZERO
     total = ZERO
     for j in range(z.size):
-        sum_exp += a[j] / largest
+        if z[j] < top:
+            others += a[j]
+        else:
+            ties += ONE
         sum_y += y[j]
         total += y[j] * (top - z[j])
-    return total + math.log(sum_exp) * sum_y
+    return total + math.log1p(others / largest + (ties - ONE)) * sum_y
 
 
 def row_delta(z, a, y, loss, kind, scale, d):
