@@ -32,9 +32,17 @@ SHARED_FUNCTIONS = (
 )
 
 
-def compile_for(jit, replacements=None):
-    """Return a namespace of ``SHARED_FUNCTIONS`` compiled with ``jit``;
-    ``replacements`` maps a function's name to the target's own version."""
+#: Called by the backends' own loops, once per row or per block (the others
+#: are called per element from inside these, or once per step).
+LOOP_FUNCTIONS = ("activate_row", "scale_by_derivative_row", "denominator", "row_max",
+                  "softmax_row", "output_activate", "row_loss", "softmax_row_loss", "row_delta",
+                  "row_correct")
+
+
+def compile_for(jit, replacements=None, loop_jit=None):
+    """Return a namespace of ``SHARED_FUNCTIONS`` compiled with ``jit``, those in
+    ``LOOP_FUNCTIONS`` with ``loop_jit`` where given; ``replacements`` maps a
+    function's name to the target's own version."""
     compiled = dict(replacements or {})
     for function in SHARED_FUNCTIONS:
         if function.__name__ in compiled:
@@ -42,5 +50,6 @@ def compile_for(jit, replacements=None):
         rebound = types.FunctionType(
             function.__code__, {**function.__globals__, **compiled},
             function.__name__, function.__defaults__, function.__closure__)
-        compiled[function.__name__] = jit(rebound)
+        compile_one = loop_jit if loop_jit and function.__name__ in LOOP_FUNCTIONS else jit
+        compiled[function.__name__] = compile_one(rebound)
     return types.SimpleNamespace(**compiled)

@@ -17,7 +17,28 @@ from fastnet.updates import (ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_CLIP_VALUE, 
 from fastnet.backends._maths import compile_for
 from fastnet.backends.fast_exp import vectorisable_exp
 
-_maths = compile_for(njit(inline="always"), {"exp_nonpositive": vectorisable_exp})
+
+#: a switched-off setting in an optimiser rule, as a constant the compiler folds
+NO = np.float32(0.0)
+#: seed and step where no dropout is drawn: an int64, because a literal 0
+#: would be typed Literal[int](0) and compile the kernel it is passed to again
+#: (9 s for the forward pass)
+NO_STEP = np.int64(0)
+
+# No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
+FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
+kernel = njit(cache=True, fastmath=FASTMATH, nogil=True, no_cfunc_wrapper=True)
+inline = njit(inline="always", fastmath=FASTMATH)
+
+# The shared maths is compiled function by function and inlined by LLVM.
+# Numba's own inlining copies a callee's IR into every call site before
+# typing, and the copies (activate_row's eight loops, each with all of
+# ``activate``'s branches) were a quarter of a cold compile: measured, the
+# first fit took 20.6 s with them, 15.9 s without. The functions the loops
+# below call once per row or per block stay inlined by Numba: as calls, they
+# cost 0.3-0.6 us more per training step of a small network (2-8-1, 64-32-10).
+_maths = compile_for(njit(fastmath=FASTMATH, no_cfunc_wrapper=True),
+                     {"exp_nonpositive": vectorisable_exp}, loop_jit=inline)
 activate = _maths.activate
 activate_row = _maths.activate_row
 derivative = _maths.derivative
@@ -31,18 +52,6 @@ dropout_keeps = _maths.dropout_keeps
 row_correct = _maths.row_correct
 update_rules = _maths.update_rules
 updated = _maths.updated
-
-#: a switched-off setting in an optimiser rule, as a constant the compiler folds
-NO = np.float32(0.0)
-#: seed and step where no dropout is drawn: an int64, because a literal 0
-#: would be typed Literal[int](0) and compile the kernel it is passed to again
-#: (9 s for the forward pass)
-NO_STEP = np.int64(0)
-
-# No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
-FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
-kernel = njit(cache=True, fastmath=FASTMATH, nogil=True)
-inline = njit(inline="always", fastmath=FASTMATH)
 
 #: A training run packs its integers into one ``layout`` vector: these
 #: scalars, then sizes (n_layers + 1), then activation ids (n_layers).
@@ -76,6 +85,15 @@ def layer_block(buffer, sizes, l, rows):
 @inline
 def matrix_rows(buffer, rows, width):
     return buffer[:rows * width].reshape((rows, width))
+
+
+@inline
+def copy_matrix(source, target):
+    """target[:] = source element by element: a slice assignment of one array
+    to another compiles Numba's shape-mismatch error message too (2 s)."""
+    for i in range(target.shape[0]):
+        for j in range(target.shape[1]):
+            target[i, j] = source[i, j]
 
 
 @inline
@@ -405,8 +423,8 @@ def gather_batch(X, Y, order, start, rows, Xb, Yb):
     Xr = matrix_rows(Xb, rows, X.shape[1])
     Yr = matrix_rows(Yb, rows, Y.shape[1])
     for i in range(rows):
-        Xr[i] = X[order[start + i]]
-        Yr[i] = Y[order[start + i]]
+        copy_matrix(X[order[start + i]:order[start + i] + 1], Xr[i:i + 1])
+        copy_matrix(Y[order[start + i]:order[start + i] + 1], Yr[i:i + 1])
     return Xr, Yr
 
 
@@ -460,7 +478,7 @@ def forward_all(params, sizes, acts, X, out, chunk, Z, A):
         rows = min(chunk, n - start)
         forward_rows(params, sizes, acts, row_range(X, start, rows), Z, A, rows, no_dropout,
                      NO_STEP, NO_STEP)
-        out[start:start + rows] = layer_block(A, sizes, last, rows)
+        copy_matrix(layer_block(A, sizes, last, rows), out[start:start + rows])
 
 
 @kernel
@@ -552,7 +570,7 @@ def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack,
     n, n_in = X.shape
     h = sizes[1]
     for p in prange(P):
-        W_stack[:, p * h:(p + 1) * h] = thetas[p, :n_in * h].reshape((n_in, h))
+        copy_matrix(thetas[p, :n_in * h].reshape((n_in, h)), W_stack[:, p * h:(p + 1) * h])
     totals = np.zeros((n_chunks, P), np.float64)
     for c in prange(n_chunks):
         thread = get_thread_id()
