@@ -140,12 +140,12 @@ class CpuEpochRunner:
 
     def _allocate(self, batch):
         """The work vector for batches of up to ``batch`` samples (zeroed moments)."""
-        self.layout[cpu.S_BATCH] = batch
+        self.layout[cpu.S_BATCH] = self.capacity = batch
         self.work = np.zeros(self._work_length(batch), self.params.dtype)
 
     def _grow(self, rows):
         """Room for a batch of ``rows`` samples, keeping the optimiser's moments."""
-        if rows > self.layout[cpu.S_BATCH]:
+        if rows > self.capacity:
             moments = self.work[self.params.size:3 * self.params.size].copy()
             self._allocate(rows)
             self.work[self.params.size:3 * self.params.size] = moments
@@ -162,7 +162,9 @@ class CpuEpochRunner:
 
         A loss that is not finite updates nothing.
         """
-        self._grow(X.shape[0])
+        rows = X.shape[0]
+        if rows > self.capacity:
+            self._grow(rows)
         self.hyper[updates.H_LR] = lr
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 
