@@ -31,7 +31,7 @@ import time
 import numpy as np
 
 from comparisons.trainers import TRAINERS
-from comparisons.trainers.cmaes import CMAES, CMAParameters, SepCMAES
+from comparisons.trainers.cmaes import PENDING_ROWS, CMAES, CMAParameters, SepCMAES
 
 #: P x D float64 arrays a generation holds, per method (population, offspring,
 #: velocities, personal bests, noise...); methods not listed hold 2
@@ -113,8 +113,10 @@ def estimate(method, dim, popsize=None, evaluation_flops=0.0, rates=None):
     population_bytes = (POPULATION_ARRAYS.get(method, 2) * dim + 4) * popsize * 8
     if issubclass(trainer, CMAES) and not issubclass(trainer, SepCMAES):
         params = CMAParameters(dim, popsize)
-        # C, B and the eigensolver's workspace of the same size
-        memory = population_bytes + 3 * dim * dim * 8
+        # C, B and the eigensolver's workspace of the same size, and the rows
+        # of the deferred updates of C
+        pending_rows = max(PENDING_ROWS, 2 * (popsize + 1))
+        memory = population_bytes + (3 * dim + pending_rows) * dim * 8
         blas_flops = (2 * popsize + params.mu + 1) * dim * dim
         trainer_seconds = (blas_flops / gemm_rate
                            + MATRIX_PASSES * dim * dim * 8 / bandwidth

@@ -29,7 +29,8 @@ def test_memory_estimate_bounds_the_arrays_a_trainer_holds(method):
 
 def test_full_cmaes_costs_grow_quadratically_and_sep_linearly():
     small, large = (scale.estimate("cmaes", d, popsize=20) for d in (2000, 4000))
-    assert 3.9 < large.memory_bytes / small.memory_bytes < 4.1
+    # 3 D^2 matrices and (256 pending + 3 P) rows of D: 3.90 from 2,000 to 4,000
+    assert 3.85 < large.memory_bytes / small.memory_bytes < 4.0
     assert large.trainer_seconds / small.trainer_seconds > 3.5
     small, large = (scale.estimate("sep-cmaes", d, popsize=20) for d in (2000, 4000))
     assert 1.9 < large.memory_bytes / small.memory_bytes < 2.1

@@ -472,6 +472,32 @@ def test_covariance_update_matches_the_dense_formula(method):
         np.testing.assert_allclose(t.C, np.diag(expected), rtol=1e-12)
 
 
+def test_deferred_covariance_updates_match_the_dense_formula_across_flushes():
+    # 60 updates of 10 rows each overflow the 256 pending rows twice; one
+    # decay below MIN_DEFERRED_DECAY is applied at once instead
+    rng = np.random.Generator(np.random.PCG64(4))
+    n = 6
+    t = get_trainer("cmaes")(np.zeros(n), seed=0)
+    A = rng.standard_normal((n, n))
+    C = A @ A.T + n * np.eye(n)
+    t.C = C.copy()
+    flushes = 0
+    for step in range(60):
+        decay = 0.3 if step == 31 else rng.uniform(0.6, 1.0)
+        c1, pc = rng.uniform(0.0, 0.1), rng.standard_normal(n)
+        coefficients = np.concatenate([rng.uniform(0.0, 0.2, 5), -rng.uniform(0.0, 0.05, 4)])
+        Y = rng.standard_normal((9, n))
+        before = t._n_positive
+        t._update_C(decay, c1, pc, coefficients, Y)
+        flushes += t._n_positive < before
+        C = decay * C + c1 * np.outer(pc, pc) + Y.T @ (coefficients[:, None] * Y)
+        np.testing.assert_allclose(t._diag_C(), np.diag(C), rtol=1e-10)
+    assert flushes >= 2
+    np.testing.assert_allclose(np.tril(t.C), np.tril(C), rtol=1e-10)
+    t._apply_pending()
+    np.testing.assert_allclose(np.tril(t._C), np.tril(C), rtol=1e-10)
+
+
 @pytest.mark.parametrize("method", ["cmaes", "sep-cmaes"])
 def test_cmaes_generation_matches_a_dense_reference_of_appendix_a(method):
     # One ask/tell against Hansen's tutorial, Appendix A, written out with

@@ -76,8 +76,18 @@ class CMAParameters:
 SERIAL_BLAS_MIN_DIM = 200
 #: from this D on, the O(D^3) eigendecomposition keeps every BLAS thread (at
 #: D = 2,410: 1.4 s with two threads against 2.7 s with one while a core is
-#: free; 8.7 against 3.8 s when other processes hold both cores)
+#: free; 8.7 against 3.8 s when other processes hold both cores); so does the
+#: deferred update of C, one large product every few generations
 PARALLEL_EIGH_MIN_DIM = 2000
+#: rank-one terms of C held back, then added in one symmetric rank-k product:
+#: a BLAS dsyrk over C costs about as much for 28 rows as for 256 (memory,
+#: not arithmetic: at D = 2,410 0.196 ms per row with 14 rows, 0.116 ms with
+#: 256 on one thread, 0.069 ms on two)
+PENDING_ROWS = 256
+#: a smaller decay of C is applied at once, not carried in the scale of the
+#: pending rows: it occurs only for large populations in small dimensions,
+#: where cmu reaches 1 - c1 and the decay may be 0
+MIN_DEFERRED_DECAY = 0.5
 
 
 class CMAES(Trainer):
@@ -87,8 +97,9 @@ class CMAES(Trainer):
     #: C is a D x D matrix (sep-CMA-ES: a vector)
     full_covariance = True
     defaults = {"tolfun": 1e-12, "tolx": 1e-11, "max_condition": 1e14}
-    state_names = ("mean", "sigma", "C", "B", "D", "pc", "ps", "Z", "Y", "eigen_generation",
-                   "best_history", "last_worst")
+    state_names = ("mean", "sigma", "B", "D", "pc", "ps", "Z", "Y", "eigen_generation",
+                   "best_history", "last_worst", "_C", "_pending", "_n_positive", "_n_negative",
+                   "_pending_scale", "_diagonal")
     min_popsize = 2
 
     @classmethod
@@ -126,13 +137,41 @@ class CMAES(Trainer):
         # than the arithmetic at D = 2,410 (sep-CMA-ES: 620 faults and 2.6 ms
         # per generation against 0.9 ms without them). _work holds x from ask
         # to tell (the base class copies what it keeps of x before _tell), and
-        # is scratch otherwise; its extra row is for pc in the update of C.
+        # is scratch otherwise.
         self._z, self._y = np.empty((self.popsize, n)), np.empty((self.popsize, n))
-        self._work = np.empty((self.popsize + 1, n))
+        self._work = np.empty((self.popsize, n))
 
     def _init_covariance(self):
         n = self.dim
+        self._pending = np.empty((max(PENDING_ROWS, 2 * (self.popsize + 1)), n))
         self.C, self.B, self.D = np.eye(n), np.eye(n), np.ones(n)
+
+    # C is stored as _pending_scale * (_C + sum of the pending positive rows'
+    # b b^T - sum of the negative rows' b b^T): positive rows fill _pending
+    # from the top, negative ones from the bottom. Only lower triangles are
+    # kept (np.linalg.eigh reads no other); _diagonal is diag(C), kept current.
+    @property
+    def C(self):
+        """The covariance matrix with the pending updates added (lower triangle;
+        the upper one is stale); a new array."""
+        C = self._C.copy()
+        positive, negative = self._pending_rows()
+        C += positive.T @ positive - negative.T @ negative
+        return self._pending_scale * C
+
+    @C.setter
+    def C(self, C):
+        self._C = C
+        self._diagonal = np.diag(C).copy()
+        self._n_positive = self._n_negative = 0
+        self._pending_scale = 1.0
+
+    def _pending_rows(self):
+        end = len(self._pending)
+        return self._pending[:self._n_positive], self._pending[end - self._n_negative:]
+
+    def _pending_room(self):
+        return len(self._pending) - self._n_positive - self._n_negative
 
     def tell(self, losses):
         with self._blas_threads():
@@ -153,36 +192,66 @@ class CMAES(Trainer):
         return self.B @ z_w
 
     def _diag_C(self):
-        return np.diag(self.C)
+        return self._diagonal
 
     def _update_C(self, decay, c1, pc, coefficients, Y):
-        """C <- decay C + c1 pc pc^T + sum_i coefficients_i y_i y_i^T (eq. 47), in place.
+        """C <- decay C + c1 pc pc^T + sum_i coefficients_i y_i y_i^T (eq. 47).
 
-        Two BLAS symmetric rank-k updates (pc and the rows of positive
-        coefficients, then those of negative ones) write only the lower
-        triangle of C, which is all that np.linalg.eigh reads; the upper
-        triangle is left stale. One pass with signed coefficients (dsyr2k
-        or dgemm) does twice the arithmetic and measured slower.
+        Deferred: C is only read by the eigendecomposition, every eigen_gap
+        generations, so the rows sqrt(|coefficient|) y are kept (pc's too)
+        and added to C by ``_apply_pending``, many generations' at once. The
+        decay multiplies _pending_scale; a row enters divided by the square
+        root of the scale, so that scale * b b^T is the term itself.
         """
+        if decay < MIN_DEFERRED_DECAY or self._pending_room() < len(coefficients) + 1:
+            self._apply_pending()
+        if decay < MIN_DEFERRED_DECAY:
+            self._C *= decay
+        else:
+            self._pending_scale *= decay
         positive = np.flatnonzero(coefficients > 0)
         negative = np.flatnonzero(coefficients <= 0)
-        A = self._work[: len(coefficients) + 1]
-        A[0] = math.sqrt(c1) * pc
-        split = 1 + positive.size
-        for rows, factor_rows in ((positive, A[1:split]), (negative, A[split:])):
-            np.take(Y, rows, axis=0, out=factor_rows)
-            factor_rows *= np.sqrt(np.abs(coefficients[rows]))[:, None]
+        root = 1.0 / math.sqrt(self._pending_scale)
+        start, end = self._n_positive, len(self._pending) - self._n_negative
+        self._pending[start] = math.sqrt(c1) * root * pc
+        for rows, block in ((positive, self._pending[start + 1:start + 1 + positive.size]),
+                            (negative, self._pending[end - negative.size:end])):
+            np.take(Y, rows, axis=0, out=block)
+            block *= root * np.sqrt(np.abs(coefficients[rows]))[:, None]
+        self._n_positive += 1 + positive.size
+        self._n_negative += negative.size
+        squares = np.multiply(Y, Y, out=self._work[: len(Y)])
+        self._diagonal *= decay
+        self._diagonal += c1 * pc * pc + coefficients @ squares
+
+    def _apply_pending(self):
+        """Add the pending rows to C: two BLAS symmetric rank-k updates (positive
+        rows, then negative ones) that write only the lower triangle of C. One
+        pass with signed coefficients (dsyr2k or dgemm) does twice the
+        arithmetic and measured slower."""
+        positive, negative = self._pending_rows()
+        if not len(positive):  # nothing pending: every update adds pc's row
+            return
+        scale = self._pending_scale
         # C^T is Fortran-ordered: its upper triangle is the lower triangle of C
-        self.C = dsyrk(1.0, A[:split].T, beta=decay, c=self.C.T, lower=0, overwrite_c=True).T
-        if negative.size:
-            self.C = dsyrk(-1.0, A[split:].T, beta=1.0, c=self.C.T, lower=0, overwrite_c=True).T
+        C = dsyrk(scale, positive.T, beta=scale, c=self._C.T, lower=0, overwrite_c=True)
+        if len(negative):
+            C = dsyrk(-scale, negative.T, beta=1.0, c=C, lower=0, overwrite_c=True)
+        self._C = C.T
+        self._n_positive = self._n_negative = 0
+        self._pending_scale = 1.0
 
     def _decompose(self):
-        """B, D from C = B diag(D^2) B^T, at most every eigen_gap generations."""
-        if self.generation - self.eigen_generation < self.params.eigen_gap:
+        """B, D from C = B diag(D^2) B^T, at most every eigen_gap generations;
+        before that, or when the next generation's rows may not fit, the
+        pending updates are added to C (here, where BLAS may use every thread)."""
+        due = self.generation - self.eigen_generation >= self.params.eigen_gap
+        if due or self._pending_room() < self.popsize + 1:
+            self._apply_pending()
+        if not due:
             return
         self.eigen_generation = self.generation
-        eigenvalues, self.B = np.linalg.eigh(self.C, UPLO="L")
+        eigenvalues, self.B = np.linalg.eigh(self._C, UPLO="L")
         self.D = np.sqrt(np.maximum(eigenvalues, eigenvalues[-1] * 1e-20))
 
     def _ask(self):
@@ -256,6 +325,9 @@ class SepCMAES(CMAES):
 
     name = "sep-cmaes"
     full_covariance = False
+    state_names = ("mean", "sigma", "C", "B", "D", "pc", "ps", "Z", "Y", "eigen_generation",
+                   "best_history", "last_worst")
+    C = None  # a plain attribute, the vector diag(C): nothing is deferred
 
     @staticmethod
     def rate_factor(n):
