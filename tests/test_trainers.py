@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from comparisons import TRAINERS, get_trainer, minimize
+from comparisons.trainers.base import standard_normal
 from comparisons.trainers.cmaes import CMAParameters
 from comparisons.trainers.de import DE, distinct_others
 from comparisons.trainers.es import gradient_estimate
@@ -564,3 +565,13 @@ def test_full_cmaes_runs_per_generation_products_on_one_blas_thread(method, dim,
     one = [1] * len(outside)
     assert seen["_sample_y"] == seen["_update_C"] == (one if serial else outside)
     assert seen["_decompose"] == (one if serial_eigh else outside)
+
+
+@pytest.mark.parametrize("shape", [(27, 241), (1, 5), (0, 3)])
+def test_compiled_standard_normal_is_numpys_stream(shape):
+    compiled, numpy_rng = (np.random.Generator(np.random.PCG64(11)) for _ in range(2))
+    np.testing.assert_array_equal(standard_normal(compiled, shape), numpy_rng.standard_normal(shape))
+    assert compiled.bit_generator.state == numpy_rng.bit_generator.state
+    out = np.empty(shape)
+    assert standard_normal(compiled, out=out) is out
+    np.testing.assert_array_equal(out, numpy_rng.standard_normal(shape))

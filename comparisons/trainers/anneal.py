@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from comparisons.trainers.base import Trainer, check_int, check_real
+from comparisons.trainers.base import Trainer, check_int, check_real, standard_normal
 
 INITIAL_ACCEPTANCE = 0.8
 
@@ -67,7 +67,7 @@ class Anneal(Trainer):
 
     def _proposals(self, count, scale):
         """x' = x + scale z, z ~ N(0, I), ``count`` times."""
-        return self.x + scale * self.rng.standard_normal((count, self.dim))
+        return self.x + scale * standard_normal(self.rng, (count, self.dim))
 
     def _tell(self, X, losses):
         if self.generation == 0:

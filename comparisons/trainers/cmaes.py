@@ -19,7 +19,7 @@ from scipy.linalg.blas import dsyrk
 
 from fastnet.engine import one_blas_thread
 
-from comparisons.trainers.base import Trainer, check_real
+from comparisons.trainers.base import Trainer, check_real, standard_normal
 
 
 def expected_norm(n):
@@ -258,7 +258,7 @@ class CMAES(Trainer):
         with self._blas_threads(parallel_from=PARALLEL_EIGH_MIN_DIM):
             self._decompose()
         # eq. (38)-(40): x_k = m + sigma y_k, y_k = B D z_k, z_k ~ N(0, I)
-        self.Z = self.rng.standard_normal(out=self._z)
+        self.Z = standard_normal(self.rng, out=self._z)
         with self._blas_threads():
             self._sample_y(self.Z, out=self._y)
         self.Y = self._y

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from comparisons.trainers.base import Trainer, check_real
+from comparisons.trainers.base import Trainer, check_real, standard_normal
 
 
 def centered_ranks(losses):
@@ -64,7 +64,7 @@ class ES(Trainer):
 
     def _ask(self):
         # mirrored sampling: theta + sigma eps_i and theta - sigma eps_i
-        self.eps = self.rng.standard_normal((self.popsize // 2, self.dim))
+        self.eps = standard_normal(self.rng, (self.popsize // 2, self.dim))
         return np.vstack([self.theta + self.sigma0 * self.eps, self.theta - self.sigma0 * self.eps])
 
     def _tell(self, X, losses):

@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from comparisons.trainers.base import Trainer, check_choice, check_int, check_real
+from comparisons.trainers.base import Trainer, check_choice, check_int, check_real, standard_normal
 
 
 def tournament(rng, losses, count, ga):
@@ -148,7 +148,7 @@ class GA(Trainer):
             self.child_scales = self.child_scales * np.exp(self.tau * self.rng.standard_normal(count))
         # Gaussian mutation of each gene with probability mutation_rate
         mutate = self.rng.random(children.shape) < self.mutation_rate
-        children += mutate * self.child_scales[:, None] * self.rng.standard_normal(children.shape)
+        children += mutate * self.child_scales[:, None] * standard_normal(self.rng, children.shape)
         return children
 
     def _tell(self, X, losses):

@@ -9,7 +9,7 @@ so sigma is stationary when one step in five succeeds.
 
 import math
 
-from comparisons.trainers.base import Trainer
+from comparisons.trainers.base import Trainer, standard_normal
 
 
 class HillClimb(Trainer):
@@ -29,7 +29,7 @@ class HillClimb(Trainer):
         if self.generation == 0:
             return self.parent[None, :]
         # offspring x' = x + sigma z, z ~ N(0, I)
-        return self.parent + self.sigma * self.rng.standard_normal((1, self.dim))
+        return self.parent + self.sigma * standard_normal(self.rng, (1, self.dim))
 
     def _tell(self, X, losses):
         if self.generation == 0:

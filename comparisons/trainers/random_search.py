@@ -5,7 +5,7 @@ J. Matyas, "Random Optimization", Automation and Remote Control 26:246-253
 independent of the losses seen so far; only the best is kept.
 """
 
-from comparisons.trainers.base import Trainer
+from comparisons.trainers.base import Trainer, standard_normal
 
 
 class RandomSearch(Trainer):
@@ -18,7 +18,7 @@ class RandomSearch(Trainer):
         return 10
 
     def _ask(self):
-        return self.x0 + self.sigma0 * self.rng.standard_normal((self.popsize, self.dim))
+        return self.x0 + self.sigma0 * standard_normal(self.rng, (self.popsize, self.dim))
 
     def _tell(self, X, losses):
         """Nothing to learn: the base class keeps the best."""
