@@ -27,8 +27,14 @@ NO_STEP = np.int64(0)
 
 # No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
-kernel = njit(cache=True, fastmath=FASTMATH, nogil=True, no_cfunc_wrapper=True)
-inline = njit(inline="always", fastmath=FASTMATH)
+# NumPy's error model: Python's tests every float division for a zero divisor
+# (to raise ZeroDivisionError), and that branch stops a loop from vectorising
+# (Adam's update of 26,122 floats: 61.5 us against 7.7 us, the same values).
+# The arguments are checked in Python before any kernel runs; a zero divisor
+# gives inf or NaN, as in NumPy.
+OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy"}
+kernel = njit(cache=True, nogil=True, no_cfunc_wrapper=True, **OPTIONS)
+inline = njit(inline="always", **OPTIONS)
 
 # The shared maths is compiled function by function and inlined by LLVM.
 # Numba's own inlining copies a callee's IR into every call site before
@@ -37,7 +43,7 @@ inline = njit(inline="always", fastmath=FASTMATH)
 # first fit took 20.6 s with them, 15.9 s without. The functions the loops
 # below call once per row or per block stay inlined by Numba: as calls, they
 # cost 0.3-0.6 us more per training step of a small network (2-8-1, 64-32-10).
-_maths = compile_for(njit(fastmath=FASTMATH, no_cfunc_wrapper=True),
+_maths = compile_for(njit(no_cfunc_wrapper=True, **OPTIONS),
                      {"exp_nonpositive": vectorisable_exp}, loop_jit=inline)
 activate = _maths.activate
 activate_row = _maths.activate_row
@@ -551,7 +557,7 @@ def population_loss_serial(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
     return losses
 
 
-@njit(cache=True, fastmath=FASTMATH, nogil=True, parallel=True)
+@njit(cache=True, nogil=True, parallel=True, **OPTIONS)
 def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack, Z, A):
     """Mean loss of every row of ``thetas`` on all of X.
 
