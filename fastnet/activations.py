@@ -57,6 +57,12 @@ def exp_nonpositive(x):
     return math.exp(x)
 
 
+def tanh(z):
+    """tanh(z). The CPU backend compiles a vectorisable version for float32
+    (``fastnet.backends.fast_exp``)."""
+    return math.tanh(z)
+
+
 def sigmoid(z):
     """1 / (1 + e^-z) from e = e^-|z|, which never overflows; one expression
     for both signs, so that a loop over it vectorises."""
@@ -69,7 +75,7 @@ def activate(z, kind):
     if kind == SIGMOID:
         return sigmoid(z)
     if kind == TANH:
-        return math.tanh(z)
+        return tanh(z)
     if kind == RELU:
         return ZERO if z <= ZERO else z  # so that NaN passes through, as in PyTorch
     if kind == LEAKY_RELU:

@@ -1,12 +1,14 @@
-"""The CPU kernels' vectorisable exp against NumPy's, and the population
-kernel's chunking."""
+"""The CPU kernels' vectorisable exp and tanh against NumPy's, and the
+population kernel's chunking."""
+import math
+
 import numpy as np
 import pytest
 from numba import njit
 
 from fastnet import engine
 from fastnet.backends.cpu import FASTMATH
-from fastnet.backends.fast_exp import vectorisable_exp
+from fastnet.backends.fast_exp import vectorisable_exp, vectorisable_tanh
 
 
 @njit(fastmath=FASTMATH)  # the kernels' flags, 'reassoc' included
@@ -34,6 +36,37 @@ def test_special_values(dtype):
     exp_all(x, out)
     assert out[0] == 1.0 and out[1] == 1.0
     assert out[2] == 0.0 and np.isnan(out[3]) and out[4] == 0.0
+
+
+@njit(fastmath=FASTMATH)
+def tanh_all(x, out):
+    for i in range(x.size):
+        out[i] = vectorisable_tanh(x[i])
+
+
+def test_float32_tanh_is_numpys_rounded():
+    magnitudes = np.logspace(-45, 1.5, 200_001)
+    x = np.concatenate([np.linspace(-20.0, 20.0, 400_001), magnitudes, -magnitudes,
+                        [0.0, 4.0e-4, -4.0e-4, 2.0 ** -12, 9.0, 1e30, -1e30]]).astype(np.float32)
+    out = np.empty_like(x)
+    tanh_all(x, out)
+    np.testing.assert_array_equal(out, np.tanh(x.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_special_values(dtype):
+    x = np.array([np.inf, -np.inf, np.nan, 0.0], dtype)
+    out = np.empty_like(x)
+    tanh_all(x, out)
+    assert out.dtype == dtype
+    assert out[0] == 1.0 and out[1] == -1.0 and np.isnan(out[2]) and out[3] == 0.0
+
+
+def test_float64_tanh_is_the_c_librarys():
+    x = np.random.default_rng(0).standard_normal(10_000) * 5
+    out = np.empty_like(x)
+    tanh_all(x, out)
+    np.testing.assert_array_equal(out, [math.tanh(value) for value in x])
 
 
 @pytest.mark.parametrize("n_rows,threads", [(1797, 2), (1797, 1), (1797, 16), (60_000, 2),

@@ -12,6 +12,7 @@ from fastnet import activations, dropout, losses, updates
 # In dependency order: a function may call only those listed before it.
 SHARED_FUNCTIONS = (
     activations.exp_nonpositive,
+    activations.tanh,
     activations.sigmoid,
     activations.activate,
     activations.derivative,
