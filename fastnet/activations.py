@@ -59,8 +59,13 @@ def exp_nonpositive(x):
 
 def tanh(z):
     """tanh(z). The CPU backend compiles a vectorisable version for float32
-    (``fastnet.backends.fast_exp``)."""
+    (``fastnet.backends.fast_exp``), as for ``expm1``."""
     return math.tanh(z)
+
+
+def expm1(z):
+    """e^z - 1 without cancellation near 0."""
+    return math.expm1(z)
 
 
 def sigmoid(z):
@@ -81,7 +86,7 @@ def activate(z, kind):
     if kind == LEAKY_RELU:
         return z if z > ZERO else z / LEAKY_DIVISOR
     if kind == ELU:
-        return z if z > ZERO else ELU_ALPHA * math.expm1(z)
+        return z if z > ZERO else ELU_ALPHA * expm1(z)
     if kind == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), stable for any z.
         return (z if z > ZERO else ZERO) + math.log1p(exp_nonpositive(-abs(z)))

@@ -1,5 +1,5 @@
-"""The CPU kernels' vectorisable exp and tanh against NumPy's, and the
-population kernel's chunking."""
+"""The CPU kernels' vectorisable exp, tanh and expm1 against NumPy's, and
+the population kernel's chunking."""
 import math
 
 import numpy as np
@@ -8,7 +8,7 @@ from numba import njit
 
 from fastnet import engine
 from fastnet.backends.cpu import FASTMATH
-from fastnet.backends.fast_exp import vectorisable_exp, vectorisable_tanh
+from fastnet.backends.fast_exp import vectorisable_exp, vectorisable_expm1, vectorisable_tanh
 
 
 @njit(fastmath=FASTMATH)  # the kernels' flags, 'reassoc' included
@@ -67,6 +67,27 @@ def test_float64_tanh_is_the_c_librarys():
     out = np.empty_like(x)
     tanh_all(x, out)
     np.testing.assert_array_equal(out, [math.tanh(value) for value in x])
+
+
+@njit(fastmath=FASTMATH)
+def expm1_all(x, out):
+    for i in range(x.size):
+        out[i] = vectorisable_expm1(x[i])
+
+
+def test_float32_expm1_is_numpys_rounded():
+    x = np.concatenate([np.linspace(-100.0, 0.0, 400_001), -np.logspace(-45, 1.5, 200_001),
+                        [-2.0 ** -9, -np.inf]]).astype(np.float32)
+    out = np.empty_like(x)
+    expm1_all(x, out)
+    np.testing.assert_array_equal(out, np.expm1(x.astype(np.float64)).astype(np.float32))
+
+
+def test_float64_expm1_is_the_c_librarys():
+    x = -np.abs(np.random.default_rng(0).standard_normal(10_000) * 5)
+    out = np.empty_like(x)
+    expm1_all(x, out)
+    np.testing.assert_array_equal(out, [math.expm1(value) for value in x])
 
 
 @pytest.mark.parametrize("n_rows,threads", [(1797, 2), (1797, 1), (1797, 16), (60_000, 2),

@@ -13,6 +13,7 @@ from fastnet import activations, dropout, losses, updates
 SHARED_FUNCTIONS = (
     activations.exp_nonpositive,
     activations.tanh,
+    activations.expm1,
     activations.sigmoid,
     activations.activate,
     activations.derivative,
