@@ -59,13 +59,18 @@ def exp_nonpositive(x):
 
 def tanh(z):
     """tanh(z). The CPU backend compiles a vectorisable version for float32
-    (``fastnet.backends.fast_exp``), as for ``expm1``."""
+    (``fastnet.backends.fast_exp``), as for ``expm1`` and ``log1p_nonnegative``."""
     return math.tanh(z)
 
 
 def expm1(z):
     """e^z - 1 without cancellation near 0."""
     return math.expm1(z)
+
+
+def log1p_nonnegative(x):
+    """log(1 + x) where x >= 0 (softplus, and the losses' logarithms)."""
+    return math.log1p(x)
 
 
 def sigmoid(z):
@@ -89,7 +94,7 @@ def activate(z, kind):
         return z if z > ZERO else ELU_ALPHA * expm1(z)
     if kind == SOFTPLUS:
         # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), stable for any z.
-        return (z if z > ZERO else ZERO) + math.log1p(exp_nonpositive(-abs(z)))
+        return (z if z > ZERO else ZERO) + log1p_nonnegative(exp_nonpositive(-abs(z)))
     if kind == STEP:
         if z > ZERO:
             return ONE

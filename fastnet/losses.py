@@ -13,11 +13,10 @@ output activation: dL/dz = (a - y) / n, which never divides by a or 1 - a.
 
 Like ``activations``, these are plain Python functions compiled per target.
 """
-import math
-
 import numpy as np
 
-from fastnet.activations import ONE, SOFTMAX, ZERO, activate_row, derivative, exp_nonpositive
+from fastnet.activations import (ONE, SOFTMAX, ZERO, activate_row, derivative, exp_nonpositive,
+                                 log1p_nonnegative)
 
 MSE, BCE, CROSS_ENTROPY = range(3)
 
@@ -80,12 +79,12 @@ def row_loss(z, a, y, loss):
                 ties += ONE
             sum_y += y[j]
             total += y[j] * (top - z[j])
-        total += math.log1p(others + (ties - ONE)) * sum_y
+        total += log1p_nonnegative(others + (ties - ONE)) * sum_y
     elif loss == BCE:
         for j in range(z.size):
             zj = z[j]
             total += ((zj if zj > ZERO else ZERO) - zj * y[j]
-                      + math.log1p(exp_nonpositive(-abs(zj))))
+                      + log1p_nonnegative(exp_nonpositive(-abs(zj))))
     else:
         for j in range(z.size):
             diff = a[j] - y[j]
@@ -110,7 +109,7 @@ def softmax_row_loss(z, a, y):
             ties += ONE
         sum_y += y[j]
         total += y[j] * (top - z[j])
-    return total + math.log1p(others / largest + (ties - ONE)) * sum_y
+    return total + log1p_nonnegative(others / largest + (ties - ONE)) * sum_y
 
 
 def row_delta(z, a, y, loss, kind, scale, d):

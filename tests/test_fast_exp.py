@@ -1,5 +1,5 @@
-"""The CPU kernels' vectorisable exp, tanh and expm1 against NumPy's, and
-the population kernel's chunking."""
+"""The CPU kernels' vectorisable exp, tanh, expm1 and log1p against NumPy's,
+and the population kernel's chunking."""
 import math
 
 import numpy as np
@@ -8,7 +8,8 @@ from numba import njit
 
 from fastnet import engine
 from fastnet.backends.cpu import FASTMATH
-from fastnet.backends.fast_exp import vectorisable_exp, vectorisable_expm1, vectorisable_tanh
+from fastnet.backends.fast_exp import (vectorisable_exp, vectorisable_expm1, vectorisable_log1p,
+                                       vectorisable_tanh)
 
 
 @njit(fastmath=FASTMATH)  # the kernels' flags, 'reassoc' included
@@ -88,6 +89,35 @@ def test_float64_expm1_is_the_c_librarys():
     out = np.empty_like(x)
     expm1_all(x, out)
     np.testing.assert_array_equal(out, [math.expm1(value) for value in x])
+
+
+@njit(fastmath=FASTMATH)
+def log1p_all(x, out):
+    for i in range(x.size):
+        out[i] = vectorisable_log1p(x[i])
+
+
+def test_float32_log1p_is_numpys_rounded():
+    x = np.concatenate([np.logspace(-45, 38, 400_001), np.linspace(0.0, 20.0, 400_001),
+                        [0.0, 1e-7, 3e-8, 1.0, 3.4e38]]).astype(np.float32)
+    out = np.empty_like(x)
+    log1p_all(x, out)
+    np.testing.assert_array_equal(out, np.log1p(x.astype(np.float64)).astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log1p_special_values(dtype):
+    x = np.array([0.0, np.inf, np.nan], dtype)
+    out = np.empty_like(x)
+    log1p_all(x, out)
+    assert out[0] == 0.0 and out[1] == np.inf and np.isnan(out[2])
+
+
+def test_float64_log1p_is_the_c_librarys():
+    x = np.abs(np.random.default_rng(0).standard_normal(10_000)) * 5
+    out = np.empty_like(x)
+    log1p_all(x, out)
+    np.testing.assert_array_equal(out, [math.log1p(value) for value in x])
 
 
 @pytest.mark.parametrize("n_rows,threads", [(1797, 2), (1797, 1), (1797, 16), (60_000, 2),

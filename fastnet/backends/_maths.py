@@ -14,6 +14,7 @@ SHARED_FUNCTIONS = (
     activations.exp_nonpositive,
     activations.tanh,
     activations.expm1,
+    activations.log1p_nonnegative,
     activations.sigmoid,
     activations.activate,
     activations.derivative,

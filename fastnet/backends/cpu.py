@@ -15,7 +15,8 @@ from fastnet.losses import CROSS_ENTROPY, MSE
 from fastnet.updates import (ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_CLIP_VALUE, H_LR,
                              H_MOMENTUM, H_WEIGHT_DECAY, N_HYPER, RMSPROP, SGD)
 from fastnet.backends._maths import compile_for
-from fastnet.backends.fast_exp import vectorisable_exp, vectorisable_expm1, vectorisable_tanh
+from fastnet.backends.fast_exp import (vectorisable_exp, vectorisable_expm1, vectorisable_log1p,
+                                       vectorisable_tanh)
 
 
 #: a switched-off setting in an optimiser rule, as a constant the compiler folds
@@ -45,7 +46,8 @@ inline = njit(inline="always", **OPTIONS)
 # cost 0.3-0.6 us more per training step of a small network (2-8-1, 64-32-10).
 _maths = compile_for(njit(no_cfunc_wrapper=True, **OPTIONS),
                      {"exp_nonpositive": vectorisable_exp, "tanh": vectorisable_tanh,
-                      "expm1": vectorisable_expm1}, loop_jit=inline)
+                      "expm1": vectorisable_expm1, "log1p_nonnegative": vectorisable_log1p},
+                     loop_jit=inline)
 activate = _maths.activate
 activate_row = _maths.activate_row
 derivative = _maths.derivative
