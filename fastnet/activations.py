@@ -57,15 +57,15 @@ def exp_nonpositive(x):
     return math.exp(x)
 
 
-def tanh(z):
-    """tanh(z). The CPU backend compiles a vectorisable version for float32
+def tanh(x):
+    """tanh(x). The CPU backend compiles a vectorisable version for float32
     (``fastnet.backends.fast_exp``), as for ``expm1`` and ``log1p_nonnegative``."""
-    return math.tanh(z)
+    return math.tanh(x)
 
 
-def expm1(z):
-    """e^z - 1 without cancellation near 0."""
-    return math.expm1(z)
+def expm1(x):
+    """e^x - 1 without cancellation near 0."""
+    return math.expm1(x)
 
 
 def log1p_nonnegative(x):

@@ -39,85 +39,65 @@ def test_special_values(dtype):
     assert out[2] == 0.0 and np.isnan(out[3]) and out[4] == 0.0
 
 
-@njit(fastmath=FASTMATH)
-def tanh_all(x, out):
-    for i in range(x.size):
-        out[i] = vectorisable_tanh(x[i])
+def elementwise(function):
+    """A compiled loop out[i] = function(x[i]), with the kernels' flags."""
+    @njit(fastmath=FASTMATH)
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = function(x[i])
+    return apply
 
 
-def test_float32_tanh_is_numpys_rounded():
-    magnitudes = np.logspace(-45, 1.5, 200_001)
-    x = np.concatenate([np.linspace(-20.0, 20.0, 400_001), magnitudes, -magnitudes,
-                        [0.0, 4.0e-4, -4.0e-4, 2.0 ** -12, 9.0, 1e30, -1e30]]).astype(np.float32)
+TANH, EXPM1, LOG1P = (elementwise(f) for f in (vectorisable_tanh, vectorisable_expm1,
+                                               vectorisable_log1p))
+MAGNITUDES = np.logspace(-45, 1.5, 200_001)
+#: (compiled loop, NumPy's function, the C library's, float32 arguments tested)
+FUNCTIONS = {
+    "tanh": (TANH, np.tanh, math.tanh,
+             [np.linspace(-20.0, 20.0, 400_001), MAGNITUDES, -MAGNITUDES,
+              [0.0, 4.0e-4, -4.0e-4, 2.0 ** -12, 9.0, 1e30, -1e30]]),
+    # x <= 0 (ELU's negative side), across the series / e^x - 1 switch at 2^-9
+    "expm1": (EXPM1, np.expm1, math.expm1,
+              [np.linspace(-100.0, 0.0, 400_001), -MAGNITUDES, [-2.0 ** -9, -np.inf]]),
+    # x >= 0, up to float32's largest
+    "log1p": (LOG1P, np.log1p, math.log1p,
+              [np.logspace(-45, 38, 400_001), np.linspace(0.0, 20.0, 400_001),
+               [0.0, 1e-7, 3e-8, 1.0, 3.4e38]]),
+}
+#: (argument, expected) pairs, the same in float32 and float64
+SPECIAL_VALUES = {
+    "tanh": [(np.inf, 1.0), (-np.inf, -1.0), (np.nan, np.nan), (0.0, 0.0)],
+    "expm1": [(-np.inf, -1.0), (np.nan, np.nan), (0.0, 0.0)],
+    "log1p": [(np.inf, np.inf), (np.nan, np.nan), (0.0, 0.0)],
+}
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float32_results_are_numpys_rounded(name):
+    compiled, numpy_function, _, pieces = FUNCTIONS[name]
+    x = np.concatenate(pieces).astype(np.float32)
     out = np.empty_like(x)
-    tanh_all(x, out)
-    np.testing.assert_array_equal(out, np.tanh(x.astype(np.float64)).astype(np.float32))
+    compiled(x, out)
+    np.testing.assert_array_equal(out, numpy_function(x.astype(np.float64)).astype(np.float32))
 
 
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_float64_results_are_the_c_librarys(name):
+    compiled, _, library_function, pieces = FUNCTIONS[name]
+    x = np.random.default_rng(0).choice(np.concatenate(pieces[:2]), 10_000).astype(np.float64)
+    out = np.empty_like(x)
+    compiled(x, out)
+    np.testing.assert_array_equal(out, [library_function(value) for value in x])
+
+
+@pytest.mark.parametrize("name", SPECIAL_VALUES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_tanh_special_values(dtype):
-    x = np.array([np.inf, -np.inf, np.nan, 0.0], dtype)
+def test_special_values_of_tanh_expm1_log1p(name, dtype):
+    x, expected = np.array(SPECIAL_VALUES[name], dtype).T
     out = np.empty_like(x)
-    tanh_all(x, out)
+    FUNCTIONS[name][0](x, out)
     assert out.dtype == dtype
-    assert out[0] == 1.0 and out[1] == -1.0 and np.isnan(out[2]) and out[3] == 0.0
-
-
-def test_float64_tanh_is_the_c_librarys():
-    x = np.random.default_rng(0).standard_normal(10_000) * 5
-    out = np.empty_like(x)
-    tanh_all(x, out)
-    np.testing.assert_array_equal(out, [math.tanh(value) for value in x])
-
-
-@njit(fastmath=FASTMATH)
-def expm1_all(x, out):
-    for i in range(x.size):
-        out[i] = vectorisable_expm1(x[i])
-
-
-def test_float32_expm1_is_numpys_rounded():
-    x = np.concatenate([np.linspace(-100.0, 0.0, 400_001), -np.logspace(-45, 1.5, 200_001),
-                        [-2.0 ** -9, -np.inf]]).astype(np.float32)
-    out = np.empty_like(x)
-    expm1_all(x, out)
-    np.testing.assert_array_equal(out, np.expm1(x.astype(np.float64)).astype(np.float32))
-
-
-def test_float64_expm1_is_the_c_librarys():
-    x = -np.abs(np.random.default_rng(0).standard_normal(10_000) * 5)
-    out = np.empty_like(x)
-    expm1_all(x, out)
-    np.testing.assert_array_equal(out, [math.expm1(value) for value in x])
-
-
-@njit(fastmath=FASTMATH)
-def log1p_all(x, out):
-    for i in range(x.size):
-        out[i] = vectorisable_log1p(x[i])
-
-
-def test_float32_log1p_is_numpys_rounded():
-    x = np.concatenate([np.logspace(-45, 38, 400_001), np.linspace(0.0, 20.0, 400_001),
-                        [0.0, 1e-7, 3e-8, 1.0, 3.4e38]]).astype(np.float32)
-    out = np.empty_like(x)
-    log1p_all(x, out)
-    np.testing.assert_array_equal(out, np.log1p(x.astype(np.float64)).astype(np.float32))
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_log1p_special_values(dtype):
-    x = np.array([0.0, np.inf, np.nan], dtype)
-    out = np.empty_like(x)
-    log1p_all(x, out)
-    assert out[0] == 0.0 and out[1] == np.inf and np.isnan(out[2])
-
-
-def test_float64_log1p_is_the_c_librarys():
-    x = np.abs(np.random.default_rng(0).standard_normal(10_000)) * 5
-    out = np.empty_like(x)
-    log1p_all(x, out)
-    np.testing.assert_array_equal(out, [math.log1p(value) for value in x])
+    np.testing.assert_array_equal(out, expected)
 
 
 @pytest.mark.parametrize("n_rows,threads", [(1797, 2), (1797, 1), (1797, 16), (60_000, 2),

@@ -99,7 +99,7 @@ class CMAES(Trainer):
     defaults = {"tolfun": 1e-12, "tolx": 1e-11, "max_condition": 1e14}
     state_names = ("mean", "sigma", "B", "D", "pc", "ps", "Z", "Y", "eigen_generation",
                    "best_history", "last_worst", "_C", "_pending", "_n_positive", "_n_negative",
-                   "_pending_scale", "_diagonal")
+                   "_pending_scale")
     min_popsize = 2
 
     @classmethod
@@ -149,7 +149,7 @@ class CMAES(Trainer):
     # C is stored as _pending_scale * (_C + sum of the pending positive rows'
     # b b^T - sum of the negative rows' b b^T): positive rows fill _pending
     # from the top, negative ones from the bottom. Only lower triangles are
-    # kept (np.linalg.eigh reads no other); _diagonal is diag(C), kept current.
+    # kept (np.linalg.eigh reads no other).
     @property
     def C(self):
         """The covariance matrix with the pending updates added (lower triangle;
@@ -162,7 +162,6 @@ class CMAES(Trainer):
     @C.setter
     def C(self, C):
         self._C = C
-        self._diagonal = np.diag(C).copy()
         self._n_positive = self._n_negative = 0
         self._pending_scale = 1.0
 
@@ -192,7 +191,10 @@ class CMAES(Trainer):
         return self.B @ z_w
 
     def _diag_C(self):
-        return self._diagonal
+        positive, negative = self._pending_rows()
+        squares = (np.einsum("ij,ij->j", positive, positive)
+                   - np.einsum("ij,ij->j", negative, negative))
+        return self._pending_scale * (np.diag(self._C) + squares)
 
     def _update_C(self, decay, c1, pc, coefficients, Y):
         """C <- decay C + c1 pc pc^T + sum_i coefficients_i y_i y_i^T (eq. 47).
@@ -203,9 +205,10 @@ class CMAES(Trainer):
         decay multiplies _pending_scale; a row enters divided by the square
         root of the scale, so that scale * b b^T is the term itself.
         """
-        if decay < MIN_DEFERRED_DECAY or self._pending_room() < len(coefficients) + 1:
+        if self._pending_room() < len(coefficients) + 1:
             self._apply_pending()
         if decay < MIN_DEFERRED_DECAY:
+            self._apply_pending()
             self._C *= decay
         else:
             self._pending_scale *= decay
@@ -220,9 +223,6 @@ class CMAES(Trainer):
             block *= root * np.sqrt(np.abs(coefficients[rows]))[:, None]
         self._n_positive += 1 + positive.size
         self._n_negative += negative.size
-        squares = np.multiply(Y, Y, out=self._work[: len(Y)])
-        self._diagonal *= decay
-        self._diagonal += c1 * pc * pc + coefficients @ squares
 
     def _apply_pending(self):
         """Add the pending rows to C: two BLAS symmetric rank-k updates (positive
