@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastnet.backends.blas import gemm_nn, gemm_nt, gemm_tn
+from fastnet.backends.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_add
 from fastnet.backends.views import contiguous_view
 
 
@@ -12,6 +12,11 @@ def products(A, B, C, nn, tn, nt):
     gemm_nn(A, B, nn)
     gemm_tn(A, C, tn)
     gemm_nt(A, A, nt)
+
+
+@njit(_nrt=False)
+def accumulate(A, B, out, alpha, beta):
+    gemm_tn_add(A, B, out, alpha, beta)
 
 
 @njit
@@ -42,6 +47,16 @@ def test_products_match_numpy(dtype, tolerance, m, k, n):
     for got, want in zip((nn, tn, nt), exact):
         assert got.dtype == dtype
         np.testing.assert_allclose(got, want, rtol=tolerance, atol=tolerance * k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_accumulating_product_scales_both_terms(dtype):
+    rng = np.random.default_rng(1)
+    A, B = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((6, 3)).astype(dtype)
+    out = rng.standard_normal((4, 3)).astype(dtype)
+    expected = -0.25 * (A.T.astype(np.float64) @ B) + 0.5 * out
+    accumulate(A, B, out, -0.25, 0.5)
+    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 def test_products_read_views_inside_a_buffer():

@@ -197,13 +197,17 @@ def test_state_is_kept_outside_the_optimizer():
         opt.lr = 1.0
 
 
-def test_fit_uses_the_same_update_as_step():
+@pytest.mark.parametrize("opt", [
+    fastnet.Adam(lr=0.05, weight_decay=0.01, clip_norm=1.0),
+    fastnet.SGD(lr=0.1, momentum=0.9),
+    fastnet.SGD(lr=0.1),  # plain SGD: the backward pass updates the weights itself
+], ids=["adam", "sgd-momentum", "sgd"])
+def test_fit_uses_the_same_update_as_step(opt):
     """Full-batch fit, no shuffling: each epoch is one loss_and_grad + one step()."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(20, 3))
     y = rng.integers(0, 3, 20)
-    net = fastnet.Network([3, 5, 3], activation="tanh", output="softmax", dtype=np.float64)
-    opt = fastnet.Adam(lr=0.05, weight_decay=0.01, clip_norm=1.0)
+    net = fastnet.Network([3, 5, 4, 3], activation="tanh", output="softmax", dtype=np.float64)
     manual = net.params.copy()
     state = opt.init(manual)
     for _ in range(3):

@@ -28,13 +28,13 @@ _void_p = ir.IntType(8).as_pointer()
 
 
 @intrinsic
-def _xxgemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """Column-major C = op(a) op(b) + beta C (alpha 1) for float32 or float64."""
+def _xxgemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Column-major C = alpha op(a) op(b) + beta C for float32 or float64."""
     if not all(isinstance(x, types.Array) for x in (a, b, c)) or a.dtype not in (
             types.float32, types.float64) or not a.dtype == b.dtype == c.dtype:
         return None
     dtype = a.dtype
-    sig = types.void(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
+    sig = types.void(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
     def codegen(context, builder, signature, args):
         intp = context.get_value_type(types.intp)
@@ -53,14 +53,14 @@ def _xxgemm(typingctx, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
         def trans(i):
             return builder.trunc(integer(i), _char)
 
-        alpha = cgutils.alloca_once_value(builder, context.get_constant(dtype, 1.0))
-        beta_slot = cgutils.alloca_once_value(
-            builder, context.cast(builder, args[9], signature.args[9], dtype))
+        def scalar(i):  # BLAS takes alpha and beta by address
+            value = context.cast(builder, args[i], signature.args[i], dtype)
+            return builder.bitcast(cgutils.alloca_once_value(builder, value), _void_p)
+
         kind = ir.Constant(_char, ord("s" if dtype == types.float32 else "d"))
         builder.call(fn, (kind, trans(0), trans(1), integer(2), integer(3), integer(4),
-                          builder.bitcast(alpha, _void_p), data(5), integer(6), data(7),
-                          integer(8), builder.bitcast(beta_slot, _void_p), data(10),
-                          integer(11)))
+                          scalar(5), data(6), integer(7), data(8), integer(9), scalar(10),
+                          data(11), integer(12)))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -71,15 +71,21 @@ def gemm_nn(A, B, out):
     """out = A @ B."""
     m, k = A.shape
     n = B.shape[1]
-    _xxgemm(NO_TRANSPOSE, NO_TRANSPOSE, n, m, k, B, n, A, k, 0.0, out, n)
+    _xxgemm(NO_TRANSPOSE, NO_TRANSPOSE, n, m, k, 1.0, B, n, A, k, 0.0, out, n)
 
 
 @njit(inline="always")
 def gemm_tn(A, B, out):
     """out = A.T @ B."""
+    gemm_tn_add(A, B, out, 1.0, 0.0)
+
+
+@njit(inline="always")
+def gemm_tn_add(A, B, out, alpha, beta):
+    """out = alpha A.T @ B + beta out."""
     k, m = A.shape
     n = B.shape[1]
-    _xxgemm(NO_TRANSPOSE, TRANSPOSE, n, m, k, B, n, A, m, 0.0, out, n)
+    _xxgemm(NO_TRANSPOSE, TRANSPOSE, n, m, k, alpha, B, n, A, m, beta, out, n)
 
 
 @njit(inline="always")
@@ -87,4 +93,4 @@ def gemm_nt(A, B, out):
     """out = A @ B.T."""
     m, k = A.shape
     n = B.shape[0]
-    _xxgemm(TRANSPOSE, NO_TRANSPOSE, n, m, k, B, k, A, k, 0.0, out, n)
+    _xxgemm(TRANSPOSE, NO_TRANSPOSE, n, m, k, 1.0, B, k, A, k, 0.0, out, n)
