@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from fastnet import updates
+from fastnet.updates import H_LR
 from fastnet.backends import cpu
 
 #: rows per chunk when a whole data set is forwarded (bounds the work buffers)
@@ -165,7 +166,7 @@ class CpuEpochRunner:
         rows = X.shape[0]
         if rows > self.capacity:
             self._grow(rows)
-        self.hyper[updates.H_LR] = lr
+        self.hyper[H_LR] = lr
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 
     def state(self):
