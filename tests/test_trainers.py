@@ -6,6 +6,7 @@ being written down; each states why a method gets the tolerance it gets.
 
 import json
 import math
+import weakref
 
 import numpy as np
 import pytest
@@ -575,3 +576,25 @@ def test_compiled_standard_normal_is_numpys_stream(shape):
     out = np.empty(shape)
     assert standard_normal(compiled, out=out) is out
     np.testing.assert_array_equal(out, numpy_rng.standard_normal(shape))
+
+
+@pytest.mark.parametrize("name", ["sep-cmaes", "ga"])
+def test_ask_reuses_only_populations_the_caller_dropped(name):
+    trainer = get_trainer(name)(np.zeros(4), 0.5, seed=0)
+    held = []
+    for _ in range(4):
+        X = trainer.ask()
+        held.append((X, X.copy()))
+        trainer.tell(np.arange(len(X), dtype=float))
+    for X, snapshot in held:  # none was overwritten by a later ask
+        np.testing.assert_array_equal(X, snapshot)
+    del held, X, snapshot
+    X = trainer.ask()
+    first = weakref.ref(X)
+    trainer.tell(np.zeros(len(X)))
+    returned = []
+    for _ in range(3):
+        X = trainer.ask()
+        returned.append(X is first())
+        trainer.tell(np.zeros(len(X)))
+    assert any(returned)  # a dropped population's array came back, refilled
