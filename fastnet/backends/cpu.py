@@ -18,7 +18,7 @@ from fastnet.backends._maths import compile_for
 from fastnet.backends.blas import gemm_nn, gemm_nt, gemm_tn, gemm_tn_add
 from fastnet.backends.fast_exp import (vectorisable_exp, vectorisable_expm1, vectorisable_log1p,
                                        vectorisable_tanh)
-from fastnet.backends.views import contiguous_view
+from fastnet.backends.views import contiguous_view, stack_vector
 
 
 #: a switched-off setting in an optimiser rule, as a constant the compiler folds
@@ -212,9 +212,69 @@ def loss_rows(sizes, acts, loss, Y, Z, A, rows, outputs_done):
     if outputs_done and loss == CROSS_ENTROPY:
         for i in range(rows):
             total += softmax_row_loss(Zl[i], Al[i], Y[i])
+    elif loss == CROSS_ENTROPY:
+        total = cross_entropy_rows(Zl, Y)
     else:
         for i in range(rows):
             total += row_loss(Zl[i], Al[i], Y[i], loss)
+    return total
+
+
+#: rows whose cross-entropies are computed side by side (16 float32 lanes),
+#: for up to CE_MAX_CLASSES classes (a block is copied to the stack)
+CE_BLOCK = 16
+CE_MAX_CLASSES = 32
+CE_STACK = CE_BLOCK * CE_MAX_CLASSES
+
+
+@inline
+def cross_entropy_rows(Z, Y):
+    """Summed cross-entropy of the logit rows of Z against Y: ``row_loss``'s
+    formula on each row (equal to it within rounding), summed in float64.
+
+    A block of CE_BLOCK rows is transposed onto the stack, and the loops
+    over classes then run down its columns: each step is one operation on
+    the whole block, which vectorises (one 10-class row at a time took
+    31-52 ns, a chain of dependent operations too short to vectorise). The
+    rows after the last full block, and rows of many classes, go one by one.
+    """
+    rows, classes = Z.shape
+    Zt, Yt = stack_vector(Z, CE_STACK), stack_vector(Z, CE_STACK)
+    top, others, extra_ties = (stack_vector(Z, CE_BLOCK), stack_vector(Z, CE_BLOCK),
+                               stack_vector(Z, CE_BLOCK))
+    sum_y, cross = stack_vector(Z, CE_BLOCK), stack_vector(Z, CE_BLOCK)
+    zero, one = Z.dtype.type(0.0), Z.dtype.type(1.0)
+    total = 0.0
+    full = rows - rows % CE_BLOCK if classes <= CE_MAX_CLASSES else 0
+    for start in range(0, full, CE_BLOCK):
+        for i in range(CE_BLOCK):
+            for j in range(classes):
+                Zt[j * CE_BLOCK + i] = Z[start + i, j]
+                Yt[j * CE_BLOCK + i] = Y[start + i, j]
+        for i in range(CE_BLOCK):
+            top[i] = Zt[i]
+            others[i] = sum_y[i] = cross[i] = zero
+            # ties - 1, counted from -1: log1p(others + (ties - 1)) written out
+            # would be regrouped ('reassoc') into (others + ties) - 1, which
+            # rounds a small ``others`` away
+            extra_ties[i] = -one
+        for j in range(1, classes):
+            for i in range(CE_BLOCK):
+                top[i] = max(top[i], Zt[j * CE_BLOCK + i])
+        for j in range(classes):
+            for i in range(CE_BLOCK):
+                # no branch, so that the loop vectorises: exp(0) = 1 is
+                # computed for the maximum too, and masked out
+                shifted = Zt[j * CE_BLOCK + i] - top[i]
+                below = Z.dtype.type(shifted < zero)
+                others[i] += vectorisable_exp(min(shifted, zero)) * below
+                extra_ties[i] += one - below
+                sum_y[i] += Yt[j * CE_BLOCK + i]
+                cross[i] -= Yt[j * CE_BLOCK + i] * shifted
+        for i in range(CE_BLOCK):
+            total += cross[i] + vectorisable_log1p(others[i] + extra_ties[i]) * sum_y[i]
+    for i in range(full, rows):
+        total += row_loss(Z[i], Z[i], Y[i], CROSS_ENTROPY)
     return total
 
 
@@ -548,15 +608,14 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
     return total / denominator(n, Y.shape[1], loss)
 
 
-@allocating_kernel
-def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals):
+@kernel
+def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals, no_dropout):
     """totals[p] = summed loss of member p on one chunk of rows, given the
     chunk's stacked first-layer product. A separate (not inlined) function:
     inside a parallel loop Numba would turn its array expressions into
     nested parallel loops, which made it 3x slower."""
     rows = Y.shape[0]
     h = sizes[1]
-    no_dropout = np.zeros(sizes.size, thetas.dtype)
     output_needed = loss == MSE
     Z1 = layer_block(Z, sizes, 0, rows)
     A1 = layer_block(A, sizes, 0, rows)
@@ -602,6 +661,7 @@ def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack,
         copy_matrix(contiguous_view(thetas, p * thetas.shape[1], (n_in, h)),
                     W_stack[:, p * h:(p + 1) * h])
     totals = np.zeros((n_chunks, P), np.float64)
+    no_dropout = np.zeros(sizes.size, thetas.dtype)
     for c in prange(n_chunks):
         thread = get_thread_id()
         start = c * n // n_chunks
@@ -609,7 +669,7 @@ def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack,
         stacked = contiguous_view(Z_stack, thread * Z_stack.shape[1], (rows, P * h))
         gemm_nn(row_range(X, start, rows), W_stack, stacked)
         chunk_losses(thetas, sizes, acts, loss, stacked, Y[start:start + rows], Z[thread],
-                     A[thread], totals[c])
+                     A[thread], totals[c], no_dropout)
     return totals.sum(axis=0) / denominator(n, Y.shape[1], loss)
 
 

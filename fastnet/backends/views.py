@@ -42,3 +42,30 @@ def contiguous_view(typingctx, buffer, start, shape):
         return impl_ret_borrowed(context, builder, view_type, view._getvalue())
 
     return sig, codegen
+
+
+@intrinsic
+def stack_vector(typingctx, like, length):
+    """A vector of ``length`` (a compile-time constant) elements of like's
+    dtype on the stack of the function it is inlined into: scratch space in
+    kernels that allocate nothing. Uninitialised; it must not outlive that
+    function."""
+    if not (isinstance(like, types.Array) and isinstance(length, types.IntegerLiteral)):
+        return None
+    vector_type = types.Array(like.dtype, 1, "C")
+    sig = vector_type(like, length)
+
+    def codegen(context, builder, signature, args):
+        intp = types.intp
+        element = context.get_data_type(like.dtype)
+        data = cgutils.alloca_once(builder, element, size=length.literal_value)
+        vector = make_array(vector_type)(context, builder)
+        itemsize = context.get_constant(intp, context.get_abi_sizeof(element))
+        populate_array(vector, data=data,
+                       shape=cgutils.pack_array(builder, [context.get_constant(
+                           intp, length.literal_value)]),
+                       strides=cgutils.pack_array(builder, [itemsize]),
+                       itemsize=itemsize, meminfo=None, parent=None)
+        return vector._getvalue()
+
+    return sig, codegen
