@@ -199,21 +199,16 @@ def apply_dropout(Al, seed, step, layer, rate):
 
 
 @kernel
-def loss_rows(sizes, acts, loss, Y, Z, A, rows, outputs_done):
-    """Summed loss of the ``rows`` samples whose output is in Z and A.
-
-    ``outputs_done``: A holds the output activation (the forward pass ran
-    with ``output_needed``), so cross-entropy reads its softmax.
-    """
+def loss_rows(sizes, acts, loss, Y, Z, A, rows):
+    """Summed loss of the ``rows`` samples whose output is in Z and A (the
+    forward pass ran with ``output_needed``: cross-entropy reads the softmax)."""
     last = sizes.size - 2
     Zl = layer_block(Z, sizes, last, rows)
     Al = layer_block(A, sizes, last, rows)
     total = 0.0
-    if outputs_done and loss == CROSS_ENTROPY:
+    if loss == CROSS_ENTROPY:
         for i in range(rows):
             total += softmax_row_loss(Zl[i], Al[i], Y[i])
-    elif loss == CROSS_ENTROPY:
-        total = cross_entropy_rows(Zl, Y)
     else:
         for i in range(rows):
             total += row_loss(Zl[i], Al[i], Y[i], loss)
@@ -424,7 +419,7 @@ def train_step(params, grad, m, v, t, kind, hyper, X, Y, sizes, acts, loss, drop
     rows = X.shape[0]
     forward_rows(params, sizes, acts, X, Z, A, rows, dropout, seed, t)
     denom = denominator(rows, Y.shape[1], loss)
-    batch_loss = loss_rows(sizes, acts, loss, Y, Z, A, rows, True) / denom
+    batch_loss = loss_rows(sizes, acts, loss, Y, Z, A, rows) / denom
     if np.isfinite(batch_loss):
         descent = plain_sgd_rate(kind, hyper)
         backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows,
@@ -585,7 +580,7 @@ def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
         rows = min(chunk, n - start)
         forward_rows(params, sizes, acts, row_range(X, start, rows), Z, A, rows, no_dropout,
                      NO_STEP, NO_STEP)
-        total += loss_rows(sizes, acts, loss, row_range(Y, start, rows), Z, A, rows, True)
+        total += loss_rows(sizes, acts, loss, row_range(Y, start, rows), Z, A, rows)
     return total / denominator(n, Y.shape[1], loss)
 
 
@@ -601,7 +596,7 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
         rows = min(chunk, n - start)
         Xc, Yc = row_range(X, start, rows), row_range(Y, start, rows)
         forward_rows(params, sizes, acts, Xc, Z, A, rows, no_dropout, NO_STEP, NO_STEP)
-        total += loss_rows(sizes, acts, loss, Yc, Z, A, rows, True)
+        total += loss_rows(sizes, acts, loss, Yc, Z, A, rows)
         backward_rows(params, sizes, acts, loss, Xc, Yc, Z, A, D, grad_chunk, rows, scale,
                       no_dropout, NO_STEP, NO_STEP, 0.0)
         grad += grad_chunk
@@ -627,7 +622,22 @@ def chunk_losses(thetas, sizes, acts, loss, stacked, Y, Z, A, totals, no_dropout
         else:
             add_bias(product, Z1, b)
         forward_from(params, sizes, acts, A1, Z, A, rows, 1, output_needed, no_dropout, 0, 0)
-        totals[p] = loss_rows(sizes, acts, loss, Y, Z, A, rows, output_needed)
+        if output_needed:
+            totals[p] = loss_rows(sizes, acts, loss, Y, Z, A, rows)
+        else:
+            totals[p] = chunk_loss_from_logits(sizes, loss, Y, Z, rows)
+
+
+@inline
+def chunk_loss_from_logits(sizes, loss, Y, Z, rows):
+    """Summed cross-entropy or BCE of the rows whose output-layer logits are in Z."""
+    Zl = layer_block(Z, sizes, sizes.size - 2, rows)
+    if loss == CROSS_ENTROPY:
+        return cross_entropy_rows(Zl, Y)
+    total = 0.0
+    for i in range(rows):
+        total += row_loss(Zl[i], Zl[i], Y[i], loss)
+    return total
 
 
 @allocating_kernel
@@ -814,7 +824,7 @@ def bn_loss_and_grad(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, stats_work
     bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
                     no_dropout, 0, 0)
     denom = denominator(rows, Y.shape[1], loss)
-    value = loss_rows(sizes, acts, loss, Y, Z, A, rows, True) / denom
+    value = loss_rows(sizes, acts, loss, Y, Z, A, rows) / denom
     if with_grad:
         bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, grad, rows,
                          params.dtype.type(1.0 / denom), no_dropout, 0, 0)
@@ -877,7 +887,7 @@ def bn_train_step(params, stats, work, layout, hyper, X, Y, momentum):
     bn_forward_rows(params, sizes, acts, bn, X, Z, A, H, mean, variance, inv_std, rows,
                     dropout, layout[S_SEED], t)
     denom = denominator(rows, Y.shape[1], layout[S_LOSS])
-    batch_loss = loss_rows(sizes, acts, layout[S_LOSS], Y, Z, A, rows, True) / denom
+    batch_loss = loss_rows(sizes, acts, layout[S_LOSS], Y, Z, A, rows) / denom
     if np.isfinite(batch_loss):
         bn_backward_rows(params, sizes, acts, bn, layout[S_LOSS], X, Y, Z, A, D, H, inv_std,
                          grad, rows, params.dtype.type(1.0 / denom), dropout, layout[S_SEED], t)
