@@ -153,7 +153,7 @@ class CpuEpochRunner:
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
-        self.hyper[updates.H_LR] = lr
+        self.hyper[H_LR] = lr
         loss, correct, finite = cpu.fit_epoch(self.params, self.work, self.layout, self.hyper,
                                               self.X, self.Y, order)
         return float(loss), int(correct), bool(finite)

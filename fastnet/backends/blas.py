@@ -19,6 +19,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+# numba_xxgemm finds BLAS in SciPy when first called, and a kernel could not
+# report its absence: fail here instead.
+import scipy.linalg.cython_blas  # noqa: F401
 
 NO_TRANSPOSE = ord("n")
 TRANSPOSE = ord("t")

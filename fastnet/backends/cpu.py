@@ -27,6 +27,8 @@ NO = np.float32(0.0)
 #: would be typed Literal[int](0) and compile the kernel it is passed to again
 #: (9 s for the forward pass)
 NO_STEP = np.int64(0)
+#: ``backward_rows``' learning rate when it only computes the gradient
+NO_DESCENT = 0.0
 
 # No 'nnan'/'ninf': the NaN and inf checks on losses must survive.
 FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
@@ -598,7 +600,7 @@ def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, gra
         forward_rows(params, sizes, acts, Xc, Z, A, rows, no_dropout, NO_STEP, NO_STEP)
         total += loss_rows(sizes, acts, loss, Yc, Z, A, rows)
         backward_rows(params, sizes, acts, loss, Xc, Yc, Z, A, D, grad_chunk, rows, scale,
-                      no_dropout, NO_STEP, NO_STEP, 0.0)
+                      no_dropout, NO_STEP, NO_STEP, NO_DESCENT)
         grad += grad_chunk
     return total / denominator(n, Y.shape[1], loss)
 
@@ -807,7 +809,7 @@ def bn_backward_rows(params, sizes, acts, bn, loss, X, Y, Z, A, D, H, inv_std, g
             normalize_backward(Dl, layer_block(H, sizes, l, rows), gamma,
                                layer_block(inv_std, sizes, l, 1)[0], g_gamma, g_beta)
         Dl = dense_backward(X, Z, A, D, Dl, W, b, gW, gb, sizes, acts, l, rows, dropout, seed,
-                            step, 0.0)
+                            step, NO_DESCENT)
 
 
 @allocating_kernel

@@ -1,4 +1,5 @@
-"""Views of C-contiguous buffers for the CPU kernels, without ``reshape``.
+"""Views of C-contiguous buffers, and scratch vectors on the stack, for the
+CPU kernels, which allocate nothing.
 
 Numba's ``reshape`` calls a C helper on every call (``numba_attempt_nocopy_
 reshape``, measured as 7% of a 2-8-1 training step) to prove that the new
