@@ -16,6 +16,18 @@ SHARED_FUNCTIONS = (
     activations.expm1,
     activations.log1p_nonnegative,
     activations.sigmoid,
+    activations.sigmoid_derivative,
+    activations.tanh_derivative,
+    activations.relu,
+    activations.relu_derivative,
+    activations.leaky_relu,
+    activations.leaky_relu_derivative,
+    activations.elu,
+    activations.elu_derivative,
+    activations.softplus,
+    activations.softplus_derivative,
+    activations.heaviside,
+    activations.heaviside_derivative,
     activations.activate,
     activations.derivative,
     activations.activate_row,
@@ -35,16 +47,21 @@ SHARED_FUNCTIONS = (
 )
 
 
-#: Called by the backends' own loops, once per row or per block (the others
-#: are called per element from inside these, or once per step).
-LOOP_FUNCTIONS = ("activate_row", "scale_by_derivative_row", "denominator", "row_max",
-                  "softmax_row", "output_activate", "row_loss", "softmax_row_loss", "row_delta",
-                  "row_correct")
+#: Inlined where the target offers it (``loop_jit``): the functions the
+#: backends' loops call once per row or per block, and the one-activation
+#: functions that ``activate_row`` and ``scale_by_derivative_row`` call per
+#: element. The others are called per element, or once per step.
+INLINED_FUNCTIONS = (
+    "relu", "leaky_relu", "elu", "softplus", "heaviside", "sigmoid_derivative",
+    "tanh_derivative", "relu_derivative", "leaky_relu_derivative", "elu_derivative",
+    "softplus_derivative", "heaviside_derivative", "activate_row", "scale_by_derivative_row",
+    "denominator", "row_max", "softmax_row", "output_activate", "row_loss", "softmax_row_loss",
+    "row_delta", "row_correct")
 
 
 def compile_for(jit, replacements=None, loop_jit=None):
     """Return a namespace of ``SHARED_FUNCTIONS`` compiled with ``jit``, those in
-    ``LOOP_FUNCTIONS`` with ``loop_jit`` where given; ``replacements`` maps a
+    ``INLINED_FUNCTIONS`` with ``loop_jit`` where given; ``replacements`` maps a
     function's name to the target's own version."""
     compiled = dict(replacements or {})
     for function in SHARED_FUNCTIONS:
@@ -53,6 +70,6 @@ def compile_for(jit, replacements=None, loop_jit=None):
         rebound = types.FunctionType(
             function.__code__, {**function.__globals__, **compiled},
             function.__name__, function.__defaults__, function.__closure__)
-        compile_one = loop_jit if loop_jit and function.__name__ in LOOP_FUNCTIONS else jit
+        compile_one = loop_jit if loop_jit and function.__name__ in INLINED_FUNCTIONS else jit
         compiled[function.__name__] = compile_one(rebound)
     return types.SimpleNamespace(**compiled)

@@ -52,8 +52,10 @@ inline = njit(inline="always", **OPTIONS)
 # typing, and the copies (activate_row's eight loops, each with all of
 # ``activate``'s branches) were a quarter of a cold compile: measured, the
 # first fit took 20.6 s with them, 15.9 s without. The functions the loops
-# below call once per row or per block stay inlined by Numba: as calls, they
-# cost 0.3-0.6 us more per training step of a small network (2-8-1, 64-32-10).
+# below call once per row or per block stay inlined by Numba (as calls, they
+# cost 0.3-0.6 us more per training step of a small network, 2-8-1 or
+# 64-32-10), and so do the one-line activations those loops call per element
+# (``_maths.INLINED_FUNCTIONS``).
 _maths = compile_for(njit(no_cfunc_wrapper=True, **OPTIONS),
                      {"exp_nonpositive": vectorisable_exp, "tanh": vectorisable_tanh,
                       "expm1": vectorisable_expm1, "log1p_nonnegative": vectorisable_log1p},
