@@ -72,8 +72,9 @@ class CpuEngine:
 
     def loss(self, params, X, Y):
         rows = min(CHUNK_ROWS, X.shape[0])
-        return float(cpu.loss_all(params, self.sizes, self.acts, self.loss_id, X, Y, rows,
-                                  *self._buffers(rows, 2)))
+        losses = cpu.population_loss_serial(params[np.newaxis], self.sizes, self.acts,
+                                            self.loss_id, X, Y, rows, *self._buffers(rows, 2))
+        return float(losses[0])
 
     def loss_and_grad(self, params, X, Y):
         rows = min(CHUNK_ROWS, X.shape[0])

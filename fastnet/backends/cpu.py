@@ -570,25 +570,6 @@ def forward_all(params, sizes, acts, X, out, chunk, Z, A):
 
 
 @allocating_kernel
-def loss_all(params, sizes, acts, loss, X, Y, chunk, Z, A):
-    """Mean loss over all rows, ``chunk`` rows at a time.
-
-    Through ``forward_rows``, the training step's own forward pass, softmax
-    included: compiled once for both (a second inlined forward pass took 9 s
-    to compile), and with the vectorised exp the softmax costs little.
-    """
-    n = X.shape[0]
-    no_dropout = np.zeros(sizes.size, params.dtype)
-    total = 0.0
-    for start in range(0, n, chunk):
-        rows = min(chunk, n - start)
-        forward_rows(params, sizes, acts, row_range(X, start, rows), Z, A, rows, no_dropout,
-                     NO_STEP, NO_STEP)
-        total += loss_rows(sizes, acts, loss, row_range(Y, start, rows), Z, A, rows)
-    return total / denominator(n, Y.shape[1], loss)
-
-
-@allocating_kernel
 def loss_and_grad_all(params, sizes, acts, loss, X, Y, chunk, Z, A, D, grad, grad_chunk):
     """Mean loss and its gradient over all rows, accumulated chunk by chunk."""
     n = X.shape[0]
@@ -646,10 +627,26 @@ def chunk_loss_from_logits(sizes, loss, Y, Z, rows):
 
 @allocating_kernel
 def population_loss_serial(thetas, sizes, acts, loss, X, Y, chunk, Z, A):
-    """Mean loss of every row of ``thetas``, one member after another (small work)."""
+    """Mean loss over all rows of X of every row of ``thetas``, one member
+    after another, ``chunk`` rows at a time: small populations, and the loss
+    of one network (a population of one).
+
+    Through ``forward_rows``, the training step's own forward pass, softmax
+    included: compiled once for both (a second inlined forward pass took 9 s
+    to compile), and with the vectorised exp the softmax costs little.
+    """
+    n = X.shape[0]
+    no_dropout = np.zeros(sizes.size, thetas.dtype)
+    denom = denominator(n, Y.shape[1], loss)
     losses = np.empty(thetas.shape[0], np.float64)
     for p in range(thetas.shape[0]):
-        losses[p] = loss_all(thetas[p], sizes, acts, loss, X, Y, chunk, Z, A)
+        total = 0.0
+        for start in range(0, n, chunk):
+            rows = min(chunk, n - start)
+            forward_rows(thetas[p], sizes, acts, row_range(X, start, rows), Z, A, rows,
+                         no_dropout, NO_STEP, NO_STEP)
+            total += loss_rows(sizes, acts, loss, row_range(Y, start, rows), Z, A, rows)
+        losses[p] = total / denom
     return losses
 
 
