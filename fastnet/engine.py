@@ -9,7 +9,9 @@ import numpy as np
 
 from fastnet import updates
 from fastnet.updates import H_LR
-from fastnet.backends import cpu
+from fastnet.backends import compile_helper, cpu
+
+compile_helper.install()   # a first fit compiles its kernels on two cores
 
 #: rows per chunk when a whole data set is forwarded (bounds the work buffers)
 CHUNK_ROWS = 256
