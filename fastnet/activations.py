@@ -209,26 +209,30 @@ def activate_row(z, a, kind):
             a[j] = z[j]
 
 
+# Unsigned positions: with signed ones, Numba's code for negative indices
+# (j + size when j < 0) stayed in these loops inside ``backward_rows``, which
+# LLVM then left scalar (measured: ReLU's loop one element at a time; the
+# backward pass of 64-128-128-10 on 64 rows 73.5 -> 71.2-72.6 us).
 def scale_by_derivative_row(d, z, a, kind):
     """d[j] *= f'(z[j]) over one row."""
     if kind == SIGMOID:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= sigmoid_derivative(z[j], a[j])
     elif kind == TANH:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= tanh_derivative(z[j], a[j])
     elif kind == RELU:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= relu_derivative(z[j], a[j])
     elif kind == LEAKY_RELU:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= leaky_relu_derivative(z[j], a[j])
     elif kind == ELU:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= elu_derivative(z[j], a[j])
     elif kind == SOFTPLUS:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= softplus_derivative(z[j], a[j])
     elif kind == STEP:
-        for j in range(z.size):
+        for j in range(np.uint64(z.size)):
             d[j] *= heaviside_derivative(z[j], a[j])
