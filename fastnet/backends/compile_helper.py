@@ -12,12 +12,12 @@ kernels from the cache instead of compiling them.
 
 Nothing depends on the helper: if it cannot start, fails or runs too long,
 the driver compiles whatever is missing itself. It starts only when this
-process can use two cores, when none of its kernels is compiled yet, and
-unless ``FASTNET_COMPILE_HELPER=0``.
+process can use two cores, when both halves still have a kernel to compile
+in this process, and unless ``FASTNET_COMPILE_HELPER=0``.
 
-    python -m fastnet.backends.compile_helper float32 backward_rows optimizer_step
-
-is the helper's command line.
+The helper runs ``HELPER_COMMAND`` with the dtype and the kernels' names as
+arguments (``-c``, not ``-m``: importing fastnet already imports this module,
+which ``-m`` would then run a second time).
 """
 import os
 import subprocess
@@ -41,6 +41,8 @@ OWN_KERNELS = ("forward_rows", "loss_rows")
 #: process's share took, before it is stopped
 MIN_WAIT_S = 20.0
 DRIVERS = (cpu.fit_epoch, cpu.fit_step)
+HELPER_COMMAND = ("import sys; from fastnet.backends.compile_helper import compile_kernels; "
+                  "compile_kernels(sys.argv[1], sys.argv[2:])")
 
 
 def step_kernel_signatures(dtype):
@@ -89,7 +91,7 @@ def start_helper(dtype, names):
         cpu.__file__))))
     path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
     environment = {**os.environ, "PYTHONPATH": path, ENVIRONMENT_SWITCH: "0"}
-    command = [sys.executable, "-m", __name__, np.dtype(dtype).name, *names]
+    command = [sys.executable, "-c", HELPER_COMMAND, np.dtype(dtype).name, *names]
     try:
         return subprocess.Popen(command, env=environment, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -146,7 +148,3 @@ def install():
     if _listener is None:
         _listener = DriverCompilation()
         event.register("numba:compile", _listener)
-
-
-if __name__ == "__main__":
-    compile_kernels(sys.argv[1], sys.argv[2:])
