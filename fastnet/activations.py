@@ -215,24 +215,25 @@ def activate_row(z, a, kind):
 # backward pass of 64-128-128-10 on 64 rows 73.5 -> 71.2-72.6 us).
 def scale_by_derivative_row(d, z, a, kind):
     """d[j] *= f'(z[j]) over one row."""
+    positions = np.uint64(z.size)
     if kind == SIGMOID:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= sigmoid_derivative(z[j], a[j])
     elif kind == TANH:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= tanh_derivative(z[j], a[j])
     elif kind == RELU:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= relu_derivative(z[j], a[j])
     elif kind == LEAKY_RELU:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= leaky_relu_derivative(z[j], a[j])
     elif kind == ELU:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= elu_derivative(z[j], a[j])
     elif kind == SOFTPLUS:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= softplus_derivative(z[j], a[j])
     elif kind == STEP:
-        for j in range(np.uint64(z.size)):
+        for j in range(positions):
             d[j] *= heaviside_derivative(z[j], a[j])

@@ -8,7 +8,6 @@ import numba
 import numpy as np
 
 from fastnet import updates
-from fastnet.updates import H_LR
 from fastnet.backends import compile_helper, cpu
 
 compile_helper.install()   # a first fit compiles its kernels on two cores
@@ -156,7 +155,7 @@ class CpuEpochRunner:
 
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
-        self.hyper[H_LR] = lr
+        self.hyper[updates.H_LR] = lr
         loss, correct, finite = cpu.fit_epoch(self.params, self.work, self.layout, self.hyper,
                                               self.X, self.Y, order)
         return float(loss), int(correct), bool(finite)
@@ -169,7 +168,7 @@ class CpuEpochRunner:
         rows = X.shape[0]
         if rows > self.capacity:
             self._grow(rows)
-        self.hyper[H_LR] = lr
+        self.hyper[updates.H_LR] = lr
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 
     def state(self):
