@@ -8,7 +8,7 @@ import numba
 import numpy as np
 
 from fastnet import updates
-from fastnet.backends import compile_helper, cpu
+from fastnet.backends import blas, compile_helper, cpu
 
 compile_helper.install()   # a first fit compiles its kernels on two cores
 
@@ -26,6 +26,19 @@ POPULATION_CHUNK_ROWS = 192
 #: instead of 20 us for a population of 12 on XOR under load).
 PARALLEL_MIN_WORK = 1_000_000
 
+
+#: A step shares its rows among Numba's threads (``cpu.fit_step_parallel``)
+#: when its forward pass makes this many multiply-adds (rows x multiply-adds
+#: per row) or more, and the network has no more parameters than the
+#: second. With less work, starting the threads costs more than they save
+#: (64-128-128-10 on 16 rows: 0.91x); with more parameters, summing the
+#: parts' gradients does, and BLAS' own threads use the cores well
+#: (64-256-256-10, 85,002 parameters, on 64 rows: 0.91x; 784-256-128-10:
+#: 0.83-1.00x). Gains, measured with ``benchmarks/parallel_step.py`` on 2
+#: cores: 1.07-1.38x for 64-128-128-10 on 32 to 512 rows, 1.55x for
+#: 64-32-10 on 256.
+PARALLEL_STEP_MIN_WORK = 500_000
+PARALLEL_STEP_MAX_PARAMS = 50_000
 
 _blas = None
 
@@ -50,6 +63,17 @@ def balanced_chunks(n_rows, threads):
     POPULATION_CHUNK_ROWS rows, and no more chunks than rows."""
     per_round = threads * POPULATION_CHUNK_ROWS
     return min(threads * -(-n_rows // per_round), n_rows)
+
+
+def parallel_parts(n_params, dropout):
+    """Parts a step's rows can be shared among (``cpu.fit_step_parallel``):
+    Numba's threads, or 1 (no sharing) on one thread, for a network of more
+    than PARALLEL_STEP_MAX_PARAMS parameters, with dropout, or where BLAS'
+    thread count cannot be set (not OpenBLAS)."""
+    if n_params > PARALLEL_STEP_MAX_PARAMS or any(rate > 0 for rate in dropout) \
+            or blas.thread_count_functions() is None:
+        return 1
+    return numba.get_num_threads()
 
 
 class CpuEngine:
@@ -133,6 +157,9 @@ class CpuEpochRunner:
         self.hyper = np.concatenate([optimizer.hyper(params.dtype),
                                      np.zeros(len(acts), params.dtype)]).astype(params.dtype)
         self.hyper[updates.N_HYPER:updates.N_HYPER + len(dropout)] = dropout
+        self.forward_work = int((sizes[:-1] * sizes[1:]).sum())
+        self.parts = parallel_parts(params.size, dropout)
+        self.blas_threads = np.array(blas.thread_count_functions() or (0, 0), np.int64)
         # An epoch never has a batch larger than the data (StepTrainer gives no data).
         self._allocate(min(batch_size, len(X)) if len(X) else batch_size)
 
@@ -145,6 +172,10 @@ class CpuEpochRunner:
         """The work vector for batches of up to ``batch`` samples (zeroed moments)."""
         self.layout[cpu.S_BATCH] = self.capacity = batch
         self.work = np.zeros(self._work_length(batch), self.params.dtype)
+        self.parts_work = None
+        if self.parts > 1:
+            length = cpu.part_length(self.params.size, self.engine.units, -(-batch // self.parts))
+            self.parts_work = np.empty((self.parts, length), self.params.dtype)
 
     def _grow(self, rows):
         """Room for a batch of ``rows`` samples, keeping the optimiser's moments."""
@@ -169,6 +200,10 @@ class CpuEpochRunner:
         if rows > self.capacity:
             self._grow(rows)
         self.hyper[updates.H_LR] = lr
+        if self.parts > 1 and rows >= self.parts and \
+                rows * self.forward_work >= PARALLEL_STEP_MIN_WORK:
+            return cpu.fit_step_parallel(self.params, self.work, self.layout, self.hyper, X, Y,
+                                         self.parts_work, self.blas_threads)
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)
 
     def state(self):

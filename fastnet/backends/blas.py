@@ -15,13 +15,16 @@ Every product goes to BLAS, however small: OpenBLAS's small-matrix paths
 beat explicit loops compiled by Numba even at 4 x 2 @ 2 x 8 (measured 48 ns
 against 73 ns; 32 x 32 @ 32 x 10: 355 ns against 1,509 ns).
 """
+import ctypes
+import functools
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 # numba_xxgemm finds BLAS in SciPy when first called, and a kernel could not
 # report its absence: fail here instead.
-import scipy.linalg.cython_blas  # noqa: F401
+import scipy.linalg.cython_blas
 
 NO_TRANSPOSE = ord("n")
 TRANSPOSE = ord("t")
@@ -97,3 +100,65 @@ def gemm_nt(A, B, out):
     m, k = A.shape
     n = B.shape[0]
     _xxgemm(TRANSPOSE, NO_TRANSPOSE, n, m, k, 1.0, B, k, A, k, 0.0, out, n)
+
+
+# ------------------------------------------------------------ thread count
+#: the names OpenBLAS builds give their thread-count functions: plain, and
+#: SciPy's and NumPy's wheels' prefixed ones (the 64-bit-integer build adds a suffix)
+_OPENBLAS_PREFIXES = ("openblas", "scipy_openblas")
+_OPENBLAS_SUFFIXES = ("", "64_")
+
+
+@functools.cache
+def thread_count_functions():
+    """Addresses (get, set) of OpenBLAS' ``get_num_threads`` and
+    ``set_num_threads`` in the BLAS the kernels' products run on, or None
+    where that BLAS is not OpenBLAS.
+
+    NumPy's and SciPy's wheels each bring an OpenBLAS, with clashing names.
+    The symbols are looked up from SciPy's ``cython_blas`` module, whose
+    products ``numba_xxgemm`` calls: dlsym on a library's handle searches it
+    and the libraries it was linked against, so the lookup finds that BLAS.
+    """
+    module = ctypes.CDLL(scipy.linalg.cython_blas.__file__)
+    for prefix in _OPENBLAS_PREFIXES:
+        for suffix in _OPENBLAS_SUFFIXES:
+            try:
+                get = getattr(module, f"{prefix}_get_num_threads{suffix}")
+                set_ = getattr(module, f"{prefix}_set_num_threads{suffix}")
+            except AttributeError:
+                continue
+            return (ctypes.cast(get, ctypes.c_void_p).value,
+                    ctypes.cast(set_, ctypes.c_void_p).value)
+    return None
+
+
+_int32 = ir.IntType(32)
+
+
+@intrinsic
+def get_thread_count(typingctx, address):
+    """BLAS' thread count, from the ``get_num_threads`` at ``address``."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        function = builder.inttoptr(args[0], ir.FunctionType(_int32, []).as_pointer())
+        return builder.sext(builder.call(function, []), context.get_value_type(types.int64))
+
+    return types.int64(address), codegen
+
+
+@intrinsic
+def set_thread_count(typingctx, address, count):
+    """Sets BLAS' thread count through the ``set_num_threads`` at ``address``."""
+    if not (isinstance(address, types.Integer) and isinstance(count, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        function = builder.inttoptr(args[0], ir.FunctionType(ir.VoidType(), [_int32])
+                                    .as_pointer())
+        builder.call(function, [builder.trunc(args[1], _int32)])
+        return context.get_dummy_value()
+
+    return types.void(address, count), codegen
