@@ -7,24 +7,34 @@ from pathlib import Path
 
 import pytest
 
+from fastnet.backends.blas import thread_count_functions
 from fastnet.backends.compile_helper import (ENVIRONMENT_SWITCH, HELPER_KERNELS, OWN_KERNELS,
                                              helper_wanted, usable_cores)
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A first fit in a fresh process with an empty cache; for each dtype and
-# kernel: the signatures compiled or loaded, and the cache hits among them.
+# A first fit (or a first data-parallel StepTrainer step) in a fresh process
+# with an empty cache; for each dtype and kernel: the signatures compiled or
+# loaded, and the cache hits among them.
 COLD_FIT = """
 import json, sys
 import numba, numpy as np, fastnet
+from fastnet import engine
 from fastnet.backends import cpu
+from fastnet.backends.blas import thread_count_functions
 from fastnet.backends.compile_helper import step_kernel_signatures
 report = {}
-for dtype in sys.argv[1:]:
+driver = sys.argv[1]
+for dtype in sys.argv[2:]:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 4)).astype(dtype)
     net = fastnet.Network([4, 6, 3], output="softmax", dtype=dtype)
-    net.fit(X, np.arange(40) % 3, epochs=1, optimizer=fastnet.SGD(lr=0.1))
+    if driver == "fit":
+        net.fit(X, np.arange(40) % 3, epochs=1, optimizer=fastnet.SGD(lr=0.1))
+    else:
+        engine.PARALLEL_STEP_MIN_WORK = 0
+        fastnet.StepTrainer(net, fastnet.SGD(lr=0.1), batch_size=40).step(X, np.arange(40) % 3)
+        assert len(cpu.fit_step_parallel.signatures) == 1
     expected = step_kernel_signatures(dtype)
     real = numba.from_dtype(np.dtype(dtype))
     report[dtype] = {
@@ -37,9 +47,9 @@ print(json.dumps(report))
 """
 
 
-def cold_fit(tmp_path, dtypes, switch):
+def cold_fit(tmp_path, dtypes, switch, driver="fit"):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), ENVIRONMENT_SWITCH: switch}
-    done = subprocess.run([sys.executable, "-c", COLD_FIT, *dtypes], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-c", COLD_FIT, driver, *dtypes], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -55,6 +65,16 @@ def test_a_cold_fit_loads_the_helpers_kernels_with_the_signatures_it_uses(tmp_pa
             assert seen["signatures"] == [seen["expected"]], (dtype, name)
             assert seen["cache_hit"] == (name in HELPER_KERNELS), (dtype, name)
     assert set(HELPER_KERNELS) | set(OWN_KERNELS) == set(report["float32"])
+
+
+@pytest.mark.skipif(not helper_wanted({}, usable_cores()) or thread_count_functions() is None,
+                    reason="the helper needs two usable cores, the parallel step OpenBLAS")
+def test_a_cold_parallel_step_loads_the_helpers_kernels_too(tmp_path):
+    """``fit_step_parallel`` is a driver: its parts call the same four kernels."""
+    report = cold_fit(tmp_path, ["float32"], "1", driver="parallel step")
+    for name, seen in report["float32"].items():
+        assert seen["signatures"] == [seen["expected"]], name
+        assert seen["cache_hit"] == (name in HELPER_KERNELS), name
 
 
 @pytest.mark.slow

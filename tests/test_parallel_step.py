@@ -198,3 +198,4 @@ def test_small_steps_stay_serial(monkeypatch, parallel_steps):
     monkeypatch.setattr(engine, "PARALLEL_STEP_MIN_WORK", 0)
     trainer.step(X[:1], y[:1])
     assert parallel_steps == [2]
+
