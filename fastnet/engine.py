@@ -4,6 +4,8 @@ An engine knows a topology (``sizes``, activation ids, loss id) and works on
 validated, C-contiguous arrays of the network's dtype. It is the contract a
 backend fulfils; ``Network`` never calls a kernel directly.
 """
+import math
+
 import numba
 import numpy as np
 
@@ -157,8 +159,12 @@ class CpuEpochRunner:
         self.hyper = np.concatenate([optimizer.hyper(params.dtype),
                                      np.zeros(len(acts), params.dtype)]).astype(params.dtype)
         self.hyper[updates.N_HYPER:updates.N_HYPER + len(dropout)] = dropout
-        self.forward_work = int((sizes[:-1] * sizes[1:]).sum())
         self.parts = parallel_parts(params.size, dropout)
+        #: the fewest rows whose step runs in parallel (one comparison per step)
+        self.parallel_rows = math.inf
+        if self.parts > 1:
+            per_row = int((sizes[:-1] * sizes[1:]).sum())
+            self.parallel_rows = max(self.parts, -(-PARALLEL_STEP_MIN_WORK // per_row))
         self.blas_threads = np.array(blas.thread_count_functions() or (0, 0), np.int64)
         # An epoch never has a batch larger than the data (StepTrainer gives no data).
         self._allocate(min(batch_size, len(X)) if len(X) else batch_size)
@@ -200,8 +206,7 @@ class CpuEpochRunner:
         if rows > self.capacity:
             self._grow(rows)
         self.hyper[updates.H_LR] = lr
-        if self.parts > 1 and rows >= self.parts and \
-                rows * self.forward_work >= PARALLEL_STEP_MIN_WORK:
+        if rows >= self.parallel_rows:
             return cpu.fit_step_parallel(self.params, self.work, self.layout, self.hyper, X, Y,
                                          self.parts_work, self.blas_threads)
         return cpu.fit_step(self.params, self.work, self.layout, self.hyper, X, Y)

@@ -189,13 +189,13 @@ def test_which_steps_run_in_parallel(monkeypatch):
 def test_small_steps_stay_serial(monkeypatch, parallel_steps):
     """A step below PARALLEL_STEP_MIN_WORK multiply-adds, or of fewer rows
     than parts, is the serial one."""
-    net = network(np.float64)                      # 6*9 + 9*7 + 7*3 = 138 per row
-    monkeypatch.setattr(engine, "PARALLEL_STEP_MIN_WORK", 138 * 10)
-    trainer = fastnet.StepTrainer(net, fastnet.SGD(lr=0.1), batch_size=10)
     X, y = batch(np.float64, 10)
+    monkeypatch.setattr(engine, "PARALLEL_STEP_MIN_WORK", 138 * 10)  # 6*9 + 9*7 + 7*3 a row
+    trainer = fastnet.StepTrainer(network(np.float64), fastnet.SGD(lr=0.1), batch_size=10)
     trainer.step(X[:9], y[:9])
     trainer.step(X, y)
     monkeypatch.setattr(engine, "PARALLEL_STEP_MIN_WORK", 0)
+    trainer = fastnet.StepTrainer(network(np.float64), fastnet.SGD(lr=0.1), batch_size=10)
     trainer.step(X[:1], y[:1])
-    assert parallel_steps == [2]
-
+    trainer.step(X[:2], y[:2])
+    assert parallel_steps == [2, 2]

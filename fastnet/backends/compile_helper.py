@@ -1,8 +1,8 @@
 """A first training run compiles its kernels on two cores.
 
 The drivers ``fit_epoch``, ``fit_step`` and ``fit_step_parallel`` call four
-kernels that Numba compiles separately: ``forward_rows``, ``loss_rows``, ``backward_rows`` and
-``optimizer_step``. A process compiles one function at a time (Numba holds a
+kernels that Numba compiles separately: ``forward_rows``, ``loss_rows``,
+``backward_rows`` and ``optimizer_step``. A process compiles one function at a time (Numba holds a
 global lock), so on a cold start these four took 8.5 of the first fit's 11 s.
 When a driver is about to be compiled, this module starts a helper process
 that compiles ``backward_rows`` and ``optimizer_step`` into Numba's on-disk

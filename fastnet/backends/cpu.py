@@ -580,6 +580,8 @@ def fit_step_parallel(params, work, layout, hyper, X, Y, parts_work, blas_thread
     a two-threaded BLAS made a step 300x slower. The gradient is the parts'
     sum, so it differs from ``fit_step``'s by rounding only. Without
     dropout only: a part would draw its masks for its own row numbers.
+    The thread count is global: two steps running at once in two Python
+    threads could leave BLAS on one thread.
     """
     if not (all_finite(X) and all_finite(Y)):
         return np.nan
@@ -594,10 +596,10 @@ def fit_step_parallel(params, work, layout, hyper, X, Y, parts_work, blas_thread
     set_thread_count(blas_threads[1], 1)
     for c in prange(parts):
         start = c * rows // parts
-        stop = (c + 1) * rows // parts
-        losses[c] = part_loss_and_grad(params, sizes, acts, loss, row_range(X, start, stop - start),
-                                       row_range(Y, start, stop - start), parts_work[c],
-                                       stop - start, scale, hyper[N_HYPER:])
+        count = (c + 1) * rows // parts - start
+        losses[c] = part_loss_and_grad(params, sizes, acts, loss, row_range(X, start, count),
+                                       row_range(Y, start, count), parts_work[c], count, scale,
+                                       hyper[N_HYPER:])
     batch_loss = 0.0
     for c in range(parts):  # a fixed order: the loss does not depend on the threads' timing
         batch_loss += losses[c]
