@@ -543,6 +543,24 @@ def test_cmaes_generation_matches_a_dense_reference_of_appendix_a(method):
         np.testing.assert_allclose(t.C, np.diag(C), rtol=1e-10)
 
 
+def test_a_new_eigenbasis_rotates_the_stored_step_size_path_and_keeps_the_path():
+    # p_sigma is stored as B^T p_sigma: each decomposition (from B = I, then
+    # from a rotated B) must leave p_sigma itself where it was
+    rng = np.random.Generator(np.random.PCG64(8))
+    n = 6
+    t = get_trainer("cmaes")(np.zeros(n), seed=0)
+    for _ in range(2):
+        A = rng.standard_normal((n, n))
+        t.C = A @ A.T + n * np.eye(n)
+        ps = rng.standard_normal(n)
+        t.ps = ps
+        t.eigen_generation = t.generation - t.params.eigen_gap
+        t._decompose()
+        np.testing.assert_allclose(t.B @ np.diag(t.D ** 2) @ t.B.T, t.C, atol=1e-10)
+        np.testing.assert_allclose(t.ps, ps, rtol=1e-12)
+        np.testing.assert_allclose(t.ps_eigen, t.B.T @ ps, rtol=1e-12)
+
+
 @pytest.mark.parametrize("method, dim, serial, serial_eigh", [
     ("cmaes", 300, True, True), ("cmaes", 50, False, False), ("cmaes", 2500, True, False),
     ("sep-cmaes", 300, False, False)])
