@@ -29,7 +29,7 @@ POPULATION_CHUNK_ROWS = 192
 PARALLEL_MIN_WORK = 1_000_000
 
 
-#: A step shares its rows among Numba's threads (``cpu.fit_step_parallel``)
+#: A step shares its rows among Numba's threads (``cpu.parallel_batch``)
 #: when its forward pass makes this many multiply-adds (rows x multiply-adds
 #: per row) or more, and the network has no more parameters than the
 #: second. With less work, starting the threads costs more than they save
@@ -68,7 +68,7 @@ def balanced_chunks(n_rows, threads):
 
 
 def parallel_parts(n_params, dropout):
-    """Parts a step's rows can be shared among (``cpu.fit_step_parallel``):
+    """Parts a step's rows can be shared among (``cpu.parallel_batch``):
     Numba's threads, or 1 (no sharing) on one thread, for a network of more
     than PARALLEL_STEP_MAX_PARAMS parameters, with dropout, or where BLAS'
     thread count cannot be set (not OpenBLAS)."""
@@ -193,8 +193,13 @@ class CpuEpochRunner:
     def run_epoch(self, order, lr):
         """Train on the rows in ``order``; return (mean loss, correct predictions, finite)."""
         self.hyper[updates.H_LR] = lr
-        loss, correct, finite = cpu.fit_epoch(self.params, self.work, self.layout, self.hyper,
-                                              self.X, self.Y, order)
+        if self.capacity >= self.parallel_rows:  # the epoch's batches, all but the last
+            loss, correct, finite = cpu.fit_epoch_parallel(
+                self.params, self.work, self.layout, self.hyper, self.X, self.Y, order,
+                self.parts_work, self.blas_threads)
+        else:
+            loss, correct, finite = cpu.fit_epoch(self.params, self.work, self.layout,
+                                                  self.hyper, self.X, self.Y, order)
         return float(loss), int(correct), bool(finite)
 
     def step(self, X, Y, lr):

@@ -13,7 +13,7 @@ from fastnet.backends.compile_helper import (ENVIRONMENT_SWITCH, HELPER_KERNELS,
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A first fit (or a first data-parallel StepTrainer step) in a fresh process
+# A first fit (or a first data-parallel fit or StepTrainer step) in a fresh process
 # with an empty cache; for each dtype and kernel: the signatures compiled or
 # loaded, and the cache hits among them.
 COLD_FIT = """
@@ -29,12 +29,14 @@ for dtype in sys.argv[2:]:
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, 4)).astype(dtype)
     net = fastnet.Network([4, 6, 3], output="softmax", dtype=dtype)
-    if driver == "fit":
-        net.fit(X, np.arange(40) % 3, epochs=1, optimizer=fastnet.SGD(lr=0.1))
-    else:
+    if driver.startswith("parallel"):
         engine.PARALLEL_STEP_MIN_WORK = 0
+    if driver == "parallel step":
         fastnet.StepTrainer(net, fastnet.SGD(lr=0.1), batch_size=40).step(X, np.arange(40) % 3)
         assert len(cpu.fit_step_parallel.signatures) == 1
+    else:
+        net.fit(X, np.arange(40) % 3, epochs=1, optimizer=fastnet.SGD(lr=0.1))
+        assert len(cpu.fit_epoch_parallel.signatures) == (driver == "parallel epoch")
     expected = step_kernel_signatures(dtype)
     real = numba.from_dtype(np.dtype(dtype))
     report[dtype] = {
@@ -69,9 +71,11 @@ def test_a_cold_fit_loads_the_helpers_kernels_with_the_signatures_it_uses(tmp_pa
 
 @pytest.mark.skipif(not helper_wanted({}, usable_cores()) or thread_count_functions() is None,
                     reason="the helper needs two usable cores, the parallel step OpenBLAS")
-def test_a_cold_parallel_step_loads_the_helpers_kernels_too(tmp_path):
-    """``fit_step_parallel`` is a driver: its parts call the same four kernels."""
-    report = cold_fit(tmp_path, ["float32"], "1", driver="parallel step")
+@pytest.mark.parametrize("driver", ["parallel step", "parallel epoch"])
+def test_a_cold_parallel_step_or_epoch_loads_the_helpers_kernels_too(tmp_path, driver):
+    """``fit_step_parallel`` and ``fit_epoch_parallel`` are drivers: their
+    parts call the same four kernels."""
+    report = cold_fit(tmp_path, ["float32"], "1", driver=driver)
     for name, seen in report["float32"].items():
         assert seen["signatures"] == [seen["expected"]], name
         assert seen["cache_hit"] == (name in HELPER_KERNELS), name

@@ -1,10 +1,11 @@
-"""The data-parallel training step (``cpu.fit_step_parallel``): rows shared
-among threads, BLAS on one thread, gradients summed.
+"""The data-parallel training step (``cpu.parallel_batch``, in
+``fit_step_parallel`` and ``fit_epoch_parallel``): rows shared among
+threads, BLAS on one thread, gradients summed.
 
 It must take the serial step's steps (up to rounding), for every optimiser
-setting; its gradient must be the network's own (an independent code path);
-it must refuse what the serial step refuses; and it must leave BLAS' thread
-count as it found it.
+setting, and a parallel epoch the serial epoch's; its gradient must be the
+network's own (an independent code path); it must refuse what the serial
+step refuses; and it must leave BLAS' thread count as it found it.
 """
 import os
 
@@ -31,22 +32,33 @@ def scipy_blas_threads():
     return [info["num_threads"] for info in scipys or libraries]
 
 
+def counted_calls(monkeypatch, name):
+    """Replace ``cpu.<name>`` by a wrapper that lists each call's parts."""
+    taken = []
+    kernel = getattr(cpu, name)
+
+    def counted(*args):
+        taken.append(args[-2].shape[0])
+        return kernel(*args)
+
+    monkeypatch.setattr(cpu, name, counted)
+    return taken
+
+
 @pytest.fixture
 def parallel_steps(monkeypatch):
     """Every step of a new trainer shares its rows among ``parts`` (default 2)
     parts, however small the network; returns a list that counts the parallel
     steps taken."""
-    taken = []
-    step = cpu.fit_step_parallel
-
-    def counted(*args):
-        taken.append(args[-2].shape[0])
-        return step(*args)
-
     monkeypatch.setattr(engine, "PARALLEL_STEP_MIN_WORK", 0)
     monkeypatch.setattr(engine, "parallel_parts", lambda n_params, dropout: 2)
-    monkeypatch.setattr(cpu, "fit_step_parallel", counted)
-    return taken
+    return counted_calls(monkeypatch, "fit_step_parallel")
+
+
+@pytest.fixture
+def parallel_epochs(monkeypatch, parallel_steps):
+    """As ``parallel_steps``, for the epochs of ``fit``."""
+    return counted_calls(monkeypatch, "fit_epoch_parallel")
 
 
 def network(dtype, loss="cross_entropy"):
@@ -90,6 +102,50 @@ def test_parallel_steps_are_the_serial_steps(optimizer, dtype, monkeypatch, para
                                atol=tolerance)
     assert not np.array_equal(parallel_net.params, network(dtype).params)
     assert parallel.runner.layout[cpu.S_STEP] == 4   # Adam's bias corrections count it
+
+
+def fit_both_ways(monkeypatch, dtype, loss="cross_entropy", **options):
+    """(parallel, serial) (network, history) of the same fit on 23 rows in
+    batches of 6: the last batch has 5 rows, parts of 2 and 3."""
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((23, 6)).astype(dtype)
+    y = rng.integers(0, 3, 23) if loss == "cross_entropy" else rng.standard_normal((23, 3))
+    fits = []
+    for parts in (2, 1):
+        monkeypatch.setattr(engine, "parallel_parts", lambda n_params, dropout, p=parts: p)
+        net = network(dtype, loss)
+        fits.append((net, net.fit(X, y, batch_size=6, seed=1, **options)))
+    return fits
+
+
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd momentum, weight decay", "adam, clip norm"])
+def test_parallel_epochs_are_the_serial_epochs(optimizer, dtype, monkeypatch, parallel_epochs):
+    """Three epochs: the serial epochs' losses, accuracies (correct predictions
+    counted part by part) and parameters, up to rounding."""
+    (parallel_net, parallel), (serial_net, serial) = fit_both_ways(
+        monkeypatch, dtype, optimizer=OPTIMISERS[optimizer](), epochs=3)
+    assert parallel_epochs == [2] * 3
+    tolerance = 1e-12 if dtype == np.float64 else 2e-6
+    np.testing.assert_allclose(parallel.loss, serial.loss, rtol=tolerance)
+    assert parallel.score == serial.score
+    assert len(set(serial.score)) > 1
+    np.testing.assert_allclose(parallel_net.params, serial_net.params, rtol=tolerance,
+                               atol=tolerance)
+    assert not np.array_equal(parallel_net.params, network(dtype).params)
+
+
+@needs_openblas
+def test_a_parallel_epoch_diverges_where_the_serial_epoch_does(monkeypatch, parallel_epochs):
+    """A loss that overflows stops both fits in the same epoch, with the
+    parameters of that epoch's start put back."""
+    (parallel_net, parallel), (serial_net, serial) = fit_both_ways(
+        monkeypatch, np.float64, "mse", optimizer=fastnet.SGD(lr=50.0), epochs=40)
+    assert parallel.stopped == serial.stopped == "diverged"
+    assert len(parallel.loss) == len(serial.loss) >= 2
+    assert parallel_epochs == [2] * (len(parallel.loss) + 1)
+    np.testing.assert_allclose(parallel_net.params, serial_net.params, rtol=1e-9)
 
 
 @needs_openblas
@@ -140,36 +196,49 @@ def test_parallel_step_refuses_what_the_serial_step_refuses(parallel_steps):
     assert trainer.runner.layout[cpu.S_STEP] == 0
 
 
+@numba.njit
+def set_and_read(get, set_, count):
+    blas.set_thread_count(set_, count)
+    return blas.get_thread_count(get)
+
+
+def set_and_read_blas_threads(count):
+    """Set SciPy's BLAS thread count through fastnet's functions; read it back."""
+    return set_and_read(*blas.thread_count_functions(), count)
+
+
 @needs_openblas
-def test_parallel_step_gives_blas_its_thread_count_back(parallel_steps):
-    before = scipy_blas_threads()
+def test_parallel_steps_and_epochs_give_blas_its_thread_count_back(parallel_epochs,
+                                                                   parallel_steps):
+    """A count of 3 (not 1, which a step that kept its own would leave) survives."""
+    original = scipy_blas_threads()
     X, y = batch(np.float32)
-    fastnet.StepTrainer(network(np.float32), fastnet.SGD(lr=0.1), batch_size=11).step(X, y)
-    assert parallel_steps == [2]
-    assert scipy_blas_threads() == before
+    try:
+        assert set_and_read_blas_threads(3) == 3
+        network(np.float32).fit(X, y, optimizer=fastnet.SGD(lr=0.1), epochs=1, batch_size=11)
+        assert parallel_epochs == [2]
+        assert scipy_blas_threads() == [3]
+        fastnet.StepTrainer(network(np.float32), fastnet.SGD(lr=0.1), batch_size=11).step(X, y)
+        assert parallel_steps == [2]
+        assert scipy_blas_threads() == [3]
+    finally:
+        set_and_read_blas_threads(original[0])
 
 
 @needs_openblas
 def test_thread_count_functions_set_scipys_blas():
     """The addresses found are SciPy's OpenBLAS' (NumPy's has functions of the
     same name): threadpoolctl sees the count set through them."""
-    get, set_ = blas.thread_count_functions()
-
-    @numba.njit
-    def set_and_read(count):
-        blas.set_thread_count(set_, count)
-        return blas.get_thread_count(get)
-
     before = scipy_blas_threads()
     assert len(before) == 1
     try:
-        assert set_and_read(1) == 1
+        assert set_and_read_blas_threads(1) == 1
         assert scipy_blas_threads() == [1]
         if before[0] > 1:
-            assert set_and_read(2) == 2
+            assert set_and_read_blas_threads(2) == 2
             assert scipy_blas_threads() == [2]
     finally:
-        set_and_read(before[0])
+        set_and_read_blas_threads(before[0])
     assert scipy_blas_threads() == before
 
 

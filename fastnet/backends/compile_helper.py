@@ -1,9 +1,10 @@
 """A first training run compiles its kernels on two cores.
 
-The drivers ``fit_epoch``, ``fit_step`` and ``fit_step_parallel`` call four
-kernels that Numba compiles separately: ``forward_rows``, ``loss_rows``,
-``backward_rows`` and ``optimizer_step``. A process compiles one function at a time (Numba holds a
-global lock), so on a cold start these four took 8.5 of the first fit's 11 s.
+The drivers ``fit_epoch``, ``fit_step``, ``fit_step_parallel`` and
+``fit_epoch_parallel`` call four kernels that Numba compiles separately:
+``forward_rows``, ``loss_rows``, ``backward_rows`` and ``optimizer_step``. A
+process compiles one function at a time (Numba holds a global lock), so on a
+cold start these four took 8.5 of the first fit's 11 s.
 When a driver is about to be compiled, this module starts a helper process
 that compiles ``backward_rows`` and ``optimizer_step`` into Numba's on-disk
 cache while this process compiles ``forward_rows`` and ``loss_rows``; then it
@@ -40,7 +41,7 @@ OWN_KERNELS = ("forward_rows", "loss_rows")
 #: the helper gets at least this long, and at most 3 times what this
 #: process's share took, before it is stopped
 MIN_WAIT_S = 20.0
-DRIVERS = (cpu.fit_epoch, cpu.fit_step, cpu.fit_step_parallel)
+DRIVERS = (cpu.fit_epoch, cpu.fit_step, cpu.fit_step_parallel, cpu.fit_epoch_parallel)
 HELPER_COMMAND = ("import sys; from fastnet.backends.compile_helper import compile_kernels; "
                   "compile_kernels(sys.argv[1], sys.argv[2:])")
 

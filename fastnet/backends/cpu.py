@@ -522,14 +522,21 @@ def gather_batch(X, Y, order, start, rows, Xb, Yb):
     return Xr, Yr
 
 
-@kernel
-def fit_epoch(params, work, layout, hyper, X, Y, order):
-    """One epoch of a packed training run in one call.
+@inline
+def serial_batch(params, grad, m, v, layout, hyper, X, Y, sizes, acts, Z, A, D, parts_work):
+    """``train_step`` on the batch X, Y; returns (its loss, its correct
+    predictions). ``parts_work`` is unused (``parallel_batch``'s)."""
+    batch_loss = train_step(params, grad, m, v, layout[S_STEP], layout[S_KIND], hyper, X, Y,
+                            sizes, acts, layout[S_LOSS], hyper[N_HYPER:], layout[S_SEED], Z, A, D)
+    return batch_loss, count_correct(sizes, layout[S_LOSS], Y, A, X.shape[0])
 
-    Gathers each batch (rows ``order[start:start+batch]``) and takes a
-    ``train_step``. Returns (mean batch loss weighted by batch size,
-    correct predictions seen while training, finite). Stops at the first
-    batch whose loss is not finite.
+
+@inline
+def epoch_loop(take_batch, params, work, layout, hyper, X, Y, order, parts_work):
+    """One epoch: gathers each batch (rows ``order[start:start+batch]``) and
+    trains on it with ``take_batch`` (``serial_batch`` or ``parallel_batch``).
+    Returns (mean batch loss weighted by batch size, correct predictions seen
+    while training, finite). Stops at the first batch whose loss is not finite.
     """
     sizes, acts = run_layout(layout)
     batch = layout[S_BATCH]
@@ -540,16 +547,21 @@ def fit_epoch(params, work, layout, hyper, X, Y, order):
     for start in range(0, n, batch):
         rows = min(batch, n - start)
         Xr, Yr = gather_batch(X, Y, order, start, rows, Xb, Yb)
-        batch_loss = train_step(params, grad, m, v, layout[S_STEP], layout[S_KIND], hyper, Xr,
-                                Yr, sizes, acts, layout[S_LOSS], hyper[N_HYPER:],
-                                layout[S_SEED], Z, A, D)
+        batch_loss, batch_correct = take_batch(params, grad, m, v, layout, hyper, Xr, Yr, sizes,
+                                               acts, Z, A, D, parts_work)
         if not np.isfinite(batch_loss):
             return total / max(start, 1), correct, False
         layout[S_STEP] += 1
-        correct += count_correct(sizes, layout[S_LOSS], Yr, A, rows)
+        correct += batch_correct
         total += batch_loss * rows
     # The last update is seen by no loss: check that it left finite parameters.
     return total / n, correct, all_finite(params)
+
+
+@kernel
+def fit_epoch(params, work, layout, hyper, X, Y, order):
+    """One epoch of a packed training run in one call (``epoch_loop``)."""
+    return epoch_loop(serial_batch, params, work, layout, hyper, X, Y, order, work)
 
 
 @inline
@@ -565,44 +577,72 @@ def count_correct(sizes, loss, Y, A, rows):
 # ------------------------------------------------------ data-parallel step
 # A middle-sized network's training step (64-128-128-10 on 64 rows) gains
 # little from BLAS' own threads: each product is split and joined again, and
-# only the widest of them gain (1.3-1.45x on 2 threads). ``fit_step_parallel``
-# shares the batch's rows among threads instead; each runs its part's
-# forward and backward passes on one BLAS thread, then the threads sum the
-# parts' gradients and update one slice of the parameters each.
+# only the widest of them gain (1.3-1.45x on 2 threads). ``parallel_batch``
+# (in ``fit_step_parallel`` and ``fit_epoch_parallel``) shares the batch's
+# rows among threads instead; each runs its part's forward and backward
+# passes on one BLAS thread, then the threads sum the parts' gradients and
+# update one slice of the parameters each.
 @njit(cache=True, nogil=True, parallel=True, **OPTIONS)
 def fit_step_parallel(params, work, layout, hyper, X, Y, parts_work, blas_threads):
-    """``fit_step``, its batch's rows shared among ``parts_work.shape[0]`` parts.
+    """``fit_step``, its batch's rows shared among ``parts_work.shape[0]`` parts
+    (``parallel_batch``).
 
-    ``parts_work[c]`` holds part c's gradient, then its Z, A and D buffers
-    (``part_length``). ``blas_threads`` holds the addresses of BLAS'
-    get_num_threads and set_num_threads (``blas.thread_count_functions``):
-    BLAS runs on one thread during the step, since two threads each calling
-    a two-threaded BLAS made a step 300x slower. The gradient is the parts'
-    sum, so it differs from ``fit_step``'s by rounding only. Without
-    dropout only: a part would draw its masks for its own row numbers.
-    The thread count is global: two steps running at once in two Python
-    threads could leave BLAS on one thread.
+    ``blas_threads`` holds the addresses of BLAS' get_num_threads and
+    set_num_threads (``blas.thread_count_functions``): BLAS runs on one
+    thread during the step, since two threads each calling a two-threaded
+    BLAS made a step 300x slower. The thread count is global: two steps
+    running at once in two Python threads could leave BLAS on one thread.
     """
     if not (all_finite(X) and all_finite(Y)):
         return np.nan
     sizes, acts = run_layout(layout)
-    grad, m, v, _, _, _, _, _ = run_buffers(work, params.size, sizes, layout[S_BATCH])
+    grad, m, v, Z, A, D, _, _ = run_buffers(work, params.size, sizes, layout[S_BATCH])
+    blas = get_thread_count(blas_threads[0])
+    set_thread_count(blas_threads[1], 1)
+    batch_loss, _ = parallel_batch(params, grad, m, v, layout, hyper, X, Y, sizes, acts, Z, A, D,
+                                   parts_work)
+    set_thread_count(blas_threads[1], blas)
+    if np.isfinite(batch_loss):
+        layout[S_STEP] += 1
+    return batch_loss
+
+
+@njit(cache=True, nogil=True, parallel=True, **OPTIONS)
+def fit_epoch_parallel(params, work, layout, hyper, X, Y, order, parts_work, blas_threads):
+    """``fit_epoch`` with each batch's rows shared among ``parts_work.shape[0]``
+    parts (``parallel_batch``), BLAS on one thread (``fit_step_parallel``)."""
+    blas = get_thread_count(blas_threads[0])
+    set_thread_count(blas_threads[1], 1)
+    result = epoch_loop(parallel_batch, params, work, layout, hyper, X, Y, order, parts_work)
+    set_thread_count(blas_threads[1], blas)
+    return result
+
+
+@inline
+def parallel_batch(params, grad, m, v, layout, hyper, X, Y, sizes, acts, Z, A, D, parts_work):
+    """``serial_batch`` with the batch's rows shared among parts; Z, A and D
+    are unused (each part has its own, after its gradient, in
+    ``parts_work[c]``: ``part_length``). The gradient is the parts' sum, so
+    it differs from ``serial_batch``'s by rounding only. Without dropout
+    only: a part would draw its masks for its own row numbers.
+    """
     loss = layout[S_LOSS]
     rows, parts = X.shape[0], parts_work.shape[0]
     denom = denominator(rows, Y.shape[1], loss)
     scale = params.dtype.type(1.0 / denom)
     losses = np.empty(parts)
-    blas = get_thread_count(blas_threads[0])
-    set_thread_count(blas_threads[1], 1)
+    corrects = np.empty(parts, np.int64)
     for c in prange(parts):
         start = c * rows // parts
         count = (c + 1) * rows // parts - start
-        losses[c] = part_loss_and_grad(params, sizes, acts, loss, row_range(X, start, count),
-                                       row_range(Y, start, count), parts_work[c], count, scale,
-                                       hyper[N_HYPER:])
+        losses[c], corrects[c] = part_loss_and_grad(
+            params, sizes, acts, loss, row_range(X, start, count), row_range(Y, start, count),
+            parts_work[c], count, scale, hyper[N_HYPER:])
     batch_loss = 0.0
+    correct = 0
     for c in range(parts):  # a fixed order: the loss does not depend on the threads' timing
         batch_loss += losses[c]
+        correct += corrects[c]
     batch_loss /= denom
     if np.isfinite(batch_loss):
         n, t = params.size, layout[S_STEP] + 1
@@ -612,9 +652,7 @@ def fit_step_parallel(params, work, layout, hyper, X, Y, parts_work, blas_thread
                         t, layout[S_KIND], hyper, by_slice)
         if not by_slice:
             optimizer_step(params, grad, m, v, t, layout[S_KIND], hyper)
-        layout[S_STEP] += 1
-    set_thread_count(blas_threads[1], blas)
-    return batch_loss
+    return batch_loss, correct
 
 
 def part_length(n_params, units, rows):
@@ -626,8 +664,8 @@ def part_length(n_params, units, rows):
 @kernel
 def part_loss_and_grad(params, sizes, acts, loss, X, Y, work, rows, scale, dropout):
     """One part of a data-parallel step: the forward pass of the rows of X,
-    their summed loss (returned) and ``scale`` times their loss' gradient
-    into the head of ``work`` (``part_length``)."""
+    ``scale`` times their loss' gradient into the head of ``work``
+    (``part_length``); returns (their summed loss, their correct predictions)."""
     n = params.size
     block = (work.size - n) // 3
     grad = work[:n]
@@ -636,7 +674,7 @@ def part_loss_and_grad(params, sizes, acts, loss, X, Y, work, rows, scale, dropo
     total = loss_rows(sizes, acts, loss, Y, Z, A, rows)
     backward_rows(params, sizes, acts, loss, X, Y, Z, A, D, grad, rows, scale, dropout,
                   NO_STEP, NO_STEP, NO_DESCENT)
-    return total
+    return total, count_correct(sizes, loss, Y, A, rows)
 
 
 @kernel
@@ -761,12 +799,14 @@ def population_loss(thetas, sizes, acts, loss, X, Y, n_chunks, W_stack, Z_stack,
     the whole population is one product, X @ [W_1 | W_2 | ... | W_P], which
     BLAS runs near the machine's peak (it is most of the arithmetic when
     the input is wider than the hidden layers). ``n_chunks`` chunks of rows
-    (their lengths differ by at most one) run in parallel: each thread computes the stacked product of its chunk
-    (BLAS on one thread: the caller limits it, two thread pools on the same
-    cores stall each other), then every member's remaining layers. W_stack
-    is (n_in, P * h); Z_stack (threads, rows * P * h) and Z, A (threads,
-    rows * units), for the longest chunk's rows, are per-thread workspaces. Per-chunk losses are summed
-    in a fixed order, so the result does not depend on the thread count.
+    (their lengths differ by at most one) run in parallel: each thread
+    computes the stacked product of its chunk (BLAS on one thread: the
+    caller limits it, two thread pools on the same cores stall each other),
+    then every member's remaining layers. W_stack is (n_in, P * h); Z_stack
+    (threads, rows * P * h) and Z, A (threads, rows * units), for the
+    longest chunk's rows, are per-thread workspaces. Per-chunk losses are
+    summed in a fixed order, so the result does not depend on the thread
+    count.
     """
     P = thetas.shape[0]
     n, n_in = X.shape
