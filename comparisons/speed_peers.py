@@ -397,6 +397,7 @@ def digits_start(seed):
 
 
 def ga_ours(spec):
+    """Our GA with the options ``spec["options"]`` (none: its defaults)."""
     import fastnet
     from comparisons.optimize import minimize
     X, y = load_digits(spec)
@@ -406,7 +407,7 @@ def ga_ours(spec):
     start = time.perf_counter()
     result = minimize(lambda thetas: net.population_loss(thetas, X, Y), net.params, "ga",
                       spec["max_evals"], seed=spec["seed"], vectorized=True, sigma0=SIGMA0,
-                      popsize=spec["popsize"], n_elite=spec["n_elite"])
+                      popsize=spec["popsize"], n_elite=spec["n_elite"], **spec["options"])
     return {"evaluations": result.nfev, "best": result.fun,
             "seconds": time.perf_counter() - start}
 
