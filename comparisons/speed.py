@@ -303,7 +303,25 @@ def section_step(bench):
             "3 x forward (2 x sum fan_in x fan_out per sample) x batch. Targets apply to SGD; "
             "Adam rows are for information. fastnet: StepTrainer.step(X, Y) with X float32 "
             "C-contiguous and Y = net.targets(y) precomputed; PyTorch: nn.Sequential of Linear "
-            "layers, zero_grad / forward / loss / backward / step."])
+            "layers, zero_grad / forward / loss / backward / step."
+        ] + missed_speedup_notes(rows, bench.gemm_gflops))
+
+
+def missed_speedup_notes(rows, gemm_gflops):
+    """For each SGD row whose speedup target is missed: the arithmetic rate the
+    target asks of fastnet, as a share of numpy's GEMM rate, given PyTorch's."""
+    notes = []
+    for row in rows:
+        target = SHAPES[row["shape"]][4]
+        if row["optimizer"] != "sgd" or row["speedup"] is None or row["speedup"] >= target \
+                or not row["torch_gflops"] or not gemm_gflops:
+            continue
+        torch_share = row["torch_gflops"] / gemm_gflops
+        notes.append(f"({row['shape']}) missed by {1 - row['speedup'] / target:.0%}: with "
+                     f"PyTorch at {torch_share:.0%} of numpy's GEMM rate, {target}x needs "
+                     f"fastnet at {target * torch_share:.0%}; it runs at "
+                     f"{row['gemm_fraction']:.0%}.")
+    return notes
 
 
 def step_row(bench, label, spec, runs, speedup_target):

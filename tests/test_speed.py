@@ -34,6 +34,19 @@ def test_quartiles_and_checks():
     assert both == {"target": ">= 1 and >= 1", "met": False}
 
 
+def test_a_missed_speedup_says_what_share_of_gemm_it_needs():
+    # (e): target 1.2x; PyTorch at 177.1 of 194 GFLOP/s (91%) -> 1.2 x 91% = 110% needed
+    e = {"shape": "e", "optimizer": "sgd", "speedup": 1.14, "torch_gflops": 177.1,
+         "gemm_fraction": 1.04}
+    met = {**e, "shape": "d", "speedup": 1.63}
+    adam = {**e, "optimizer": "adam", "speedup": 0.5}
+    assert speed.SHAPES["e"][4] == 1.2 and speed.SHAPES["d"][4] == 1.5
+    assert speed.missed_speedup_notes([e, met, adam], 194.0) == [
+        "(e) missed by 5%: with PyTorch at 91% of numpy's GEMM rate, 1.2x needs fastnet at "
+        "110%; it runs at 104%."]
+    assert speed.missed_speedup_notes([{**e, "speedup": None}], 194.0) == []
+
+
 def test_clean_makes_json_safe():
     import numpy as np
     cleaned = speed_peers.clean({"a": np.float32(1.5), "b": [float("nan"), np.int64(2)],
