@@ -7,13 +7,13 @@ softmax cross-entropy, float32) is timed both ways: serial (``cpu.fit_step``:
 BLAS splits each product among its own threads) and data-parallel
 (``cpu.fit_step_parallel``: each of Numba's threads runs a share of the rows
 on one BLAS thread). With ``--fit``, a ``net.fit`` epoch of 32 batches is
-timed instead, per batch (``cpu.fit_epoch`` against ``fit_epoch_parallel``). Each way runs in its own processes, alternating, since
-the thread pools of one way keep spinning a while after their last work and
-slow the other down (up to 3x, measured in one process). The table gives
-the median over processes of each process' median time per step, their
-ratio, the forward pass' multiply-adds per step and the parameters: the
-quantities ``engine.PARALLEL_STEP_MIN_WORK`` and ``PARALLEL_STEP_MAX_PARAMS``
-bound.
+timed instead, per batch (``cpu.fit_epoch`` against ``fit_epoch_parallel``).
+Each way runs in its own processes, alternating, since the thread pools of
+one way keep spinning a while after their last work and slow the other down
+(up to 3x, measured in one process). The table gives the median over
+processes of each process' median time per step, their ratio, the forward
+pass' multiply-adds per step and the parameters: the quantities
+``engine.PARALLEL_STEP_MIN_WORK`` and ``PARALLEL_STEP_MAX_PARAMS`` bound.
 """
 import argparse
 import json

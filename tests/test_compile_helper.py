@@ -13,15 +13,14 @@ from fastnet.backends.compile_helper import (ENVIRONMENT_SWITCH, HELPER_KERNELS,
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A first fit (or a first data-parallel fit or StepTrainer step) in a fresh process
-# with an empty cache; for each dtype and kernel: the signatures compiled or
-# loaded, and the cache hits among them.
+# A first fit (or a first data-parallel fit or StepTrainer step) in a fresh
+# process with an empty cache; for each dtype and kernel: the signatures
+# compiled or loaded, and the cache hits among them.
 COLD_FIT = """
 import json, sys
 import numba, numpy as np, fastnet
 from fastnet import engine
 from fastnet.backends import cpu
-from fastnet.backends.blas import thread_count_functions
 from fastnet.backends.compile_helper import step_kernel_signatures
 report = {}
 driver = sys.argv[1]
